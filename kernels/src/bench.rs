@@ -1,0 +1,199 @@
+//! Benchmark shapes and ready-to-time cases, shared by `gradlab bench` and the criterion benches.
+//!
+//! The DESIGN.md shapes are (T, B, I, H, layers); the DeepBench ones follow its recurrent
+//! training set (hidden = input, batch, time steps). FLOPs are counted as in DESIGN.md:
+//! forward = 2·T·B·G·H·(I+H) per layer, forward + backward = 3 × forward.
+
+use crate::reference;
+use crate::rnn::{self, Grads, Workspace};
+use crate::{Activation, Cell, Par, StackShape};
+
+/// One benchmark shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchShape {
+    pub name: &'static str,
+    pub cell: Cell,
+    pub t: usize,
+    pub b: usize,
+    pub input: usize,
+    pub hidden: usize,
+    pub layers: usize,
+    /// In the default set of `gradlab bench` (the DESIGN.md shapes).
+    pub default: bool,
+}
+
+const TANH: Cell = Cell::Rnn(Activation::Tanh);
+
+const fn shape(name: &'static str, cell: Cell, dims: [usize; 5], default: bool) -> BenchShape {
+    let [t, b, input, hidden, layers] = dims;
+    BenchShape {
+        name,
+        cell,
+        t,
+        b,
+        input,
+        hidden,
+        layers,
+        default,
+    }
+}
+
+/// Every shape, DESIGN.md's first.
+pub const SHAPES: [BenchShape; 9] = [
+    shape("rnn-small", TANH, [64, 32, 64, 128, 1], true),
+    shape("lstm-small", Cell::Lstm, [64, 32, 64, 128, 1], true),
+    shape("lstm-char", Cell::Lstm, [50, 50, 65, 128, 2], true),
+    shape("lstm-medium", Cell::Lstm, [100, 64, 256, 512, 1], true),
+    shape("rnn-large", TANH, [50, 64, 1024, 1024, 1], true),
+    shape("lstm-large", Cell::Lstm, [50, 64, 1024, 1024, 1], true),
+    shape("deepbench-rnn-1760", TANH, [50, 16, 1760, 1760, 1], false),
+    shape(
+        "deepbench-lstm-512",
+        Cell::Lstm,
+        [25, 16, 512, 512, 1],
+        false,
+    ),
+    shape(
+        "deepbench-lstm-1024",
+        Cell::Lstm,
+        [25, 32, 1024, 1024, 1],
+        false,
+    ),
+];
+
+/// The shape called `name`.
+pub fn find(name: &str) -> Option<&'static BenchShape> {
+    SHAPES.iter().find(|s| s.name == name)
+}
+
+impl BenchShape {
+    /// The stack this shape describes.
+    pub fn stack(&self) -> StackShape {
+        StackShape {
+            cell: self.cell,
+            input: self.input,
+            hidden: self.hidden,
+            layers: self.layers,
+        }
+    }
+    /// FLOPs of one forward pass.
+    pub fn forward_flops(&self) -> f64 {
+        self.stack().forward_flops(self.t, self.b)
+    }
+    /// FLOPs of forward + backward over the whole window.
+    pub fn train_flops(&self) -> f64 {
+        3.0 * self.forward_flops()
+    }
+}
+
+/// SplitMix64, a small seedable generator for benchmark and test data.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// `n` values uniform in [-scale, scale).
+    pub fn vec_f32(&mut self, n: usize, scale: f64) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(-scale, scale) as f32).collect()
+    }
+}
+
+/// A shape with random data and every buffer allocated, ready to time.
+pub struct BenchCase {
+    pub shape: BenchShape,
+    params: Vec<f32>,
+    x: Vec<f32>,
+    dy: Vec<f32>,
+    ws: Workspace,
+    grads: Vec<f32>,
+    dx: Vec<f32>,
+    dh0: Vec<f32>,
+    dc0: Vec<f32>,
+    flow: Vec<f32>,
+}
+
+impl BenchCase {
+    /// Parameters from PyTorch's default U(-1/√H, 1/√H), inputs and output gradients U(-1, 1).
+    pub fn new(shape: &BenchShape) -> Self {
+        let s = shape.stack();
+        let mut rng = SplitMix64(0x5eed);
+        let lbh = s.layers * shape.b * s.hidden;
+        BenchCase {
+            shape: *shape,
+            params: rng.vec_f32(s.num_params(), 1.0 / (s.hidden as f64).sqrt()),
+            x: rng.vec_f32(shape.t * shape.b * s.input, 1.0),
+            dy: rng.vec_f32(shape.t * shape.b * s.hidden, 1.0),
+            ws: Workspace::new(s, shape.t, shape.b),
+            grads: vec![0.0; s.num_params()],
+            dx: vec![0.0; shape.t * shape.b * s.input],
+            dh0: vec![0.0; lbh],
+            dc0: vec![0.0; if s.cell == Cell::Lstm { lbh } else { 0 }],
+            flow: vec![0.0; s.layers * shape.t],
+        }
+    }
+
+    /// One forward pass with the kernels.
+    pub fn forward(&mut self, par: Par) {
+        rnn::forward(&self.params, &self.x, None, None, &mut self.ws, par);
+    }
+
+    /// Forward, then full backward with the kernels; returns the first weight gradient.
+    pub fn forward_backward(&mut self, par: Par) -> f32 {
+        self.forward(par);
+        let out = Grads {
+            params: &mut self.grads,
+            dx: &mut self.dx,
+            dh0: &mut self.dh0,
+            dc0: &mut self.dc0,
+            flow: &mut self.flow,
+        };
+        rnn::backward(
+            &self.params,
+            &self.x,
+            &self.dy,
+            None,
+            None,
+            usize::MAX,
+            &mut self.ws,
+            out,
+            par,
+        );
+        self.grads[0]
+    }
+
+    fn scalar_trace(&self) -> reference::Trace<f32> {
+        let (s, t, b) = (self.shape.stack(), self.shape.t, self.shape.b);
+        reference::forward(s, &self.params, &self.x, None, None, t, b)
+    }
+
+    /// The same forward with the scalar f32 reference (the twin of [`Self::forward`]).
+    pub fn forward_scalar(&self) -> f32 {
+        self.scalar_trace().output()[0]
+    }
+
+    /// The same forward + backward with the scalar f32 reference.
+    pub fn forward_backward_scalar(&self) -> f32 {
+        let tr = self.scalar_trace();
+        reference::backward(
+            self.shape.stack(),
+            &self.params,
+            &self.x,
+            &tr,
+            &self.dy,
+            None,
+            None,
+            usize::MAX,
+        )
+        .params[0]
+    }
+}

@@ -1,0 +1,46 @@
+//! gradlab-kernels: the compute of gradlab, on slices, with no I/O.
+//!
+//! - [`simd`]: `exp`, `tanh`, `sigmoid`, `axpy`, `scale`, `dot` on `f32x16`, each with a scalar twin;
+//! - [`gates`]: the element-wise RNN/LSTM gate math of one step, forward and backward;
+//! - [`norm`]: overflow-safe global L2 norm, clipping by global norm and by value;
+//! - [`gemm`]: `matrixmultiply` for large products and a packed microkernel for the recurrent one;
+//! - [`rnn`]: multi-layer vanilla RNN and LSTM forward and backward (BPTT, truncated or full),
+//!   with gradient-flow capture;
+//! - [`bench`]: the benchmark shapes of DESIGN.md and ready-to-time cases;
+//! - [`reference`]: a plain scalar implementation, generic over f32/f64, that the tests check the
+//!   kernels and finite differences against.
+//!
+//! This is the only crate of the workspace with `unsafe`; every block says why it is sound.
+
+pub mod bench;
+pub mod gates;
+pub mod gemm;
+pub mod norm;
+mod par;
+pub mod reference;
+pub mod rnn;
+pub mod simd;
+
+pub use gates::Activation;
+pub use par::Par;
+pub use rnn::{Cell, StackShape};
+
+/// The SIMD instruction set this build uses, fixed at compile time by the target features
+/// (`-C target-cpu=...`), e.g. `avx512f+fma (f32x16 in zmm)`.
+pub fn isa() -> &'static str {
+    if cfg!(all(target_feature = "avx512f", target_feature = "fma")) {
+        "avx512f+fma (f32x16 in zmm)"
+    } else if cfg!(target_feature = "avx512f") {
+        "avx512f (f32x16 in zmm, no fma)"
+    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+        "avx2+fma (f32x16 as 2 ymm)"
+    } else if cfg!(target_feature = "avx") {
+        "avx (f32x16 as 2 ymm, no fma)"
+    } else if cfg!(target_feature = "sse2") {
+        "sse2 (f32x16 as 4 xmm, no fma)"
+    } else if cfg!(target_arch = "aarch64") {
+        "neon (f32x16 as 4 q registers)"
+    } else {
+        "scalar fallback"
+    }
+}

@@ -1,0 +1,678 @@
+//! Multi-layer vanilla RNN and LSTM: forward over a sequence, backward (BPTT) over a window.
+//!
+//! Shapes are time-major as in PyTorch: input `[T][B][I]`, states `[L][B][H]`, output
+//! `[T][B][H]`; parameters are one flat vector holding, per layer, `weight_ih_l{k}` `(G·H, I)`,
+//! `weight_hh_l{k}` `(G·H, H)`, `bias_ih_l{k}`, `bias_hh_l{k}` (G = 4 for LSTM, gates i,f,g,o;
+//! G = 1 for RNN), in PyTorch's `named_parameters()` order, so weights move unchanged.
+//!
+//! Per layer, what batches across time is one large GEMM (the input projection for all T steps;
+//! dX, dW_ih, dW_hh over all T·B columns). Only the recurrent product stays sequential; it runs on
+//! W_hh packed once per call ([`crate::gemm::PackedB`]) with the gate math fused on each tile.
+//! The time loop is split into batch shards that run independently (no barrier per step); every
+//! row's arithmetic is independent of the split and every reduction runs in a fixed order, so
+//! results are bit-identical for any [`Par`]. Nothing is allocated inside the time loop.
+
+use std::ops::Range;
+
+use crate::gates::{self, Activation};
+use crate::gemm::{self, contiguous_spans, gate_spans, packed_product, Mat, PackedB, KC, NR};
+use crate::norm::sum_squares;
+use crate::par::{split_range, Par, SyncPtr};
+use crate::simd::{axpy, LANES};
+
+/// The recurrent cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cell {
+    /// `h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)`.
+    Rnn(Activation),
+    /// PyTorch's LSTM, gates i, f, g, o.
+    Lstm,
+}
+
+impl Cell {
+    /// Gates per hidden unit (G).
+    pub fn gates(self) -> usize {
+        match self {
+            Cell::Rnn(_) => 1,
+            Cell::Lstm => 4,
+        }
+    }
+}
+
+/// The shape of a stack of recurrent layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StackShape {
+    pub cell: Cell,
+    pub input: usize,
+    pub hidden: usize,
+    pub layers: usize,
+}
+
+/// Where one layer's parameters sit in the flat parameter vector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerRanges {
+    pub w_ih: Range<usize>,
+    pub w_hh: Range<usize>,
+    pub b_ih: Range<usize>,
+    pub b_hh: Range<usize>,
+}
+
+impl StackShape {
+    /// Input width of layer `l`.
+    pub fn layer_input(&self, l: usize) -> usize {
+        if l == 0 {
+            self.input
+        } else {
+            self.hidden
+        }
+    }
+
+    fn layer_len(&self, l: usize) -> usize {
+        let gh = self.cell.gates() * self.hidden;
+        gh * (self.layer_input(l) + self.hidden) + 2 * gh
+    }
+
+    /// Parameter ranges of layer `l`.
+    pub fn layer_ranges(&self, l: usize) -> LayerRanges {
+        assert!(
+            l < self.layers,
+            "layer {l} out of range (stack has {})",
+            self.layers
+        );
+        let start: usize = (0..l).map(|k| self.layer_len(k)).sum();
+        let gh = self.cell.gates() * self.hidden;
+        let w_ih = start..start + gh * self.layer_input(l);
+        let w_hh = w_ih.end..w_ih.end + gh * self.hidden;
+        let b_ih = w_hh.end..w_hh.end + gh;
+        let b_hh = b_ih.end..b_ih.end + gh;
+        LayerRanges {
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+        }
+    }
+
+    /// Total number of parameters.
+    pub fn num_params(&self) -> usize {
+        (0..self.layers).map(|l| self.layer_len(l)).sum()
+    }
+
+    /// PyTorch parameter names and shapes with their ranges, in `named_parameters()` order.
+    pub fn param_names(&self) -> Vec<(String, Vec<usize>, Range<usize>)> {
+        let gh = self.cell.gates() * self.hidden;
+        (0..self.layers)
+            .flat_map(|l| {
+                let r = self.layer_ranges(l);
+                [
+                    (
+                        format!("weight_ih_l{l}"),
+                        vec![gh, self.layer_input(l)],
+                        r.w_ih,
+                    ),
+                    (format!("weight_hh_l{l}"), vec![gh, self.hidden], r.w_hh),
+                    (format!("bias_ih_l{l}"), vec![gh], r.b_ih),
+                    (format!("bias_hh_l{l}"), vec![gh], r.b_hh),
+                ]
+            })
+            .collect()
+    }
+
+    /// FLOPs of a forward pass over `t` steps of batch `b`: 2·T·B·G·H·(I+H) per layer.
+    pub fn forward_flops(&self, t: usize, b: usize) -> f64 {
+        let gh = (self.cell.gates() * self.hidden) as f64;
+        (0..self.layers)
+            .map(|l| 2.0 * (t * b) as f64 * gh * (self.layer_input(l) + self.hidden) as f64)
+            .sum()
+    }
+}
+
+/// Per-layer buffers, sized once for (shape, T, B).
+#[derive(Clone, Debug, Default)]
+struct LayerWs {
+    /// LSTM gates `[T][B][4H]`: pre-activations, then activations. Empty for RNN (see `hs`).
+    gates: Vec<f32>,
+    /// `[(T+1)][B][H]`: slot 0 is h0, slot t+1 is h_t (for an RNN, pre-activation first).
+    hs: Vec<f32>,
+    /// LSTM cell states `[(T+1)][B][H]`, slot 0 is c0.
+    cs: Vec<f32>,
+    /// LSTM `tanh(c_t)`, `[T][B][H]`.
+    tcs: Vec<f32>,
+    /// Pre-activation gradients `[T][B][G·H]`.
+    dgates: Vec<f32>,
+    /// Gradient of h_t, then of h_{t-1} (`[B][H]`).
+    dh: Vec<f32>,
+    /// LSTM gradient of c_t, then of c_{t-1} (`[B][H]`).
+    dc: Vec<f32>,
+    /// ‖∂L/∂h_t‖² per step and batch row, `[T][B]`.
+    flow_rows: Vec<f64>,
+    /// For layers above the first: gradient of the layer below's output, `[T][B][H]`.
+    dx: Vec<f32>,
+    packed_fwd: PackedB,
+    packed_bwd: PackedB,
+}
+
+/// Everything a forward pass keeps for backward; reused across calls of the same (shape, T, B).
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    shape: StackShape,
+    t: usize,
+    b: usize,
+    layers: Vec<LayerWs>,
+}
+
+impl Workspace {
+    /// Buffers for `t` steps of batch `b`.
+    ///
+    /// # Panics
+    /// If the shape has no layers or a zero width.
+    pub fn new(shape: StackShape, t: usize, b: usize) -> Self {
+        assert!(
+            shape.layers > 0 && shape.input > 0 && shape.hidden > 0,
+            "a stack needs at least one layer and non-zero input and hidden sizes: {shape:?}"
+        );
+        let (h, gh) = (shape.hidden, shape.cell.gates() * shape.hidden);
+        let lstm = shape.cell == Cell::Lstm;
+        let layers = (0..shape.layers)
+            .map(|l| LayerWs {
+                gates: vec![0.0; if lstm { t * b * gh } else { 0 }],
+                hs: vec![0.0; (t + 1) * b * h],
+                cs: vec![0.0; if lstm { (t + 1) * b * h } else { 0 }],
+                tcs: vec![0.0; if lstm { t * b * h } else { 0 }],
+                dgates: vec![0.0; t * b * gh],
+                dh: vec![0.0; b * h],
+                dc: vec![0.0; if lstm { b * h } else { 0 }],
+                flow_rows: vec![0.0; t * b],
+                dx: vec![0.0; if l > 0 { t * b * h } else { 0 }],
+                ..LayerWs::default()
+            })
+            .collect();
+        Workspace {
+            shape,
+            t,
+            b,
+            layers,
+        }
+    }
+
+    /// The shape this workspace was sized for.
+    pub fn shape(&self) -> StackShape {
+        self.shape
+    }
+    /// Steps T.
+    pub fn steps(&self) -> usize {
+        self.t
+    }
+    /// Batch B.
+    pub fn batch(&self) -> usize {
+        self.b
+    }
+
+    /// Output of the last forward pass, `[T][B][H]` (the top layer's h_t).
+    pub fn output(&self) -> &[f32] {
+        let bh = self.b * self.shape.hidden;
+        &self.layers[self.shape.layers - 1].hs[bh..]
+    }
+
+    /// Final hidden state of layer `l`, `[B][H]`.
+    pub fn h_n(&self, l: usize) -> &[f32] {
+        let bh = self.b * self.shape.hidden;
+        &self.layers[l].hs[self.t * bh..]
+    }
+
+    /// Final cell state of layer `l`, `[B][H]` (empty for an RNN).
+    pub fn c_n(&self, l: usize) -> &[f32] {
+        let bh = self.b * self.shape.hidden;
+        self.layers[l].cs.get(self.t * bh..).unwrap_or(&[])
+    }
+}
+
+/// Gradients written by [`backward`].
+pub struct Grads<'a> {
+    /// Flat, same layout as the parameters (overwritten).
+    pub params: &'a mut [f32],
+    /// `[T][B][I]`; zero before the window.
+    pub dx: &'a mut [f32],
+    /// `[L][B][H]`; zero when the window does not reach step 0.
+    pub dh0: &'a mut [f32],
+    /// `[L][B][H]` for LSTM, empty for RNN.
+    pub dc0: &'a mut [f32],
+    /// ‖∂L/∂h_t‖ per layer and step, `[L][T]` (layer-major); zero before the window.
+    pub flow: &'a mut [f32],
+}
+
+/// Rows `rows` of step `t` of a `[..][B][w]` buffer.
+///
+/// # Safety
+/// `p` points to a live buffer holding step `t`, and no other live reference overlaps these rows.
+unsafe fn rows_mut<'a, T>(
+    p: SyncPtr<T>,
+    b: usize,
+    w: usize,
+    t: usize,
+    rows: &Range<usize>,
+) -> &'a mut [T] {
+    // SAFETY: forwarded to the caller.
+    unsafe { std::slice::from_raw_parts_mut(p.get().add((t * b + rows.start) * w), rows.len() * w) }
+}
+
+/// Copies `src` into `dst`, or zeroes `dst` when there is no `src`.
+fn copy_or_zero(dst: &mut [f32], src: Option<&[f32]>) {
+    match src {
+        Some(s) => dst.copy_from_slice(s),
+        None => dst.fill(0.0),
+    }
+}
+
+/// Forward over all T steps. `h0`, `c0` are `[L][B][H]` (zeros when `None`; `c0` LSTM only).
+/// Read the results with [`Workspace::output`], [`Workspace::h_n`] and [`Workspace::c_n`].
+pub fn forward(
+    params: &[f32],
+    x: &[f32],
+    h0: Option<&[f32]>,
+    c0: Option<&[f32]>,
+    ws: &mut Workspace,
+    par: Par,
+) {
+    let (shape, t, b) = (ws.shape, ws.t, ws.b);
+    let bh = b * shape.hidden;
+    assert_eq!(params.len(), shape.num_params(), "forward: parameter count");
+    assert_eq!(x.len(), t * b * shape.input, "forward: x must be [T][B][I]");
+    check_state("forward: h0", h0, shape.layers * bh);
+    check_state("forward: c0", c0, shape.layers * bh);
+    assert!(
+        c0.is_none() || shape.cell == Cell::Lstm,
+        "forward: c0 given to an RNN"
+    );
+    for l in 0..shape.layers {
+        let (below, rest) = ws.layers.split_at_mut(l);
+        let input = below.last().map_or(x, |prev| &prev.hs[bh..]);
+        let (h0, c0) = (layer_state(h0, l, bh), layer_state(c0, l, bh));
+        layer_forward(shape, l, params, input, h0, c0, &mut rest[0], t, b, par);
+    }
+}
+
+/// Layer `l`'s `[B][H]` part of an `[L][B][H]` state.
+fn layer_state(s: Option<&[f32]>, l: usize, bh: usize) -> Option<&[f32]> {
+    s.map(|s| &s[l * bh..][..bh])
+}
+
+/// Batch shards of the time loop: one per task, at most one per row.
+fn shards(par: Par, b: usize) -> usize {
+    par.degree().min(b).max(1)
+}
+
+fn check_state(what: &str, s: Option<&[f32]>, len: usize) {
+    if let Some(s) = s {
+        assert_eq!(s.len(), len, "{what} must be [L][B][H]");
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn layer_forward(
+    shape: StackShape,
+    l: usize,
+    params: &[f32],
+    x: &[f32],
+    h0: Option<&[f32]>,
+    c0: Option<&[f32]>,
+    lw: &mut LayerWs,
+    t: usize,
+    b: usize,
+    par: Par,
+) {
+    let (h, i) = (shape.hidden, shape.layer_input(l));
+    let (gh, bh) = (shape.cell.gates() * h, b * h);
+    let r = shape.layer_ranges(l);
+    let (w_ih, w_hh) = (&params[r.w_ih], &params[r.w_hh]);
+    let (b_ih, b_hh) = (&params[r.b_ih], &params[r.b_hh]);
+    copy_or_zero(&mut lw.hs[..bh], h0);
+    if shape.cell == Cell::Lstm {
+        copy_or_zero(&mut lw.cs[..bh], c0);
+    }
+
+    // The input projection of all T steps, biases included, as one GEMM.
+    let pre: &mut [f32] = match shape.cell {
+        Cell::Lstm => &mut lw.gates,
+        Cell::Rnn(_) => &mut lw.hs[bh..],
+    };
+    for row in pre.chunks_exact_mut(gh) {
+        for ((o, &p), &q) in row.iter_mut().zip(b_ih).zip(b_hh) {
+            *o = p + q;
+        }
+    }
+    gemm::sgemm(
+        t * b,
+        i,
+        gh,
+        Mat::rows(x, i),
+        Mat::transposed(w_ih, i),
+        1.0,
+        pre,
+        gh,
+        par,
+    );
+
+    // W_hhᵀ packed once for all steps; an LSTM panel holds the four gates of 16 units.
+    match shape.cell {
+        Cell::Lstm => lw.packed_fwd.pack(h, gate_spans(h), w_hh, 1, h),
+        Cell::Rnn(_) => lw.packed_fwd.pack(h, contiguous_spans(h), w_hh, 1, h),
+    }
+    let packed = &lw.packed_fwd;
+    let (hs, cs) = (SyncPtr(lw.hs.as_mut_ptr()), SyncPtr(lw.cs.as_mut_ptr()));
+    let (tcs, gates) = (SyncPtr(lw.tcs.as_mut_ptr()), SyncPtr(lw.gates.as_mut_ptr()));
+    let ns = shards(par, b);
+    par.for_each_task(ns, |s| {
+        let rows = split_range(b, ns, s);
+        for step in 0..t {
+            // SAFETY: each task owns batch rows `rows` of every buffer; within a task the slices
+            // below are different steps (slots) of their buffers, so none overlap.
+            let a: &[f32] = unsafe { rows_mut(hs, b, h, step, &rows) };
+            let h_new = unsafe { rows_mut(hs, b, h, step + 1, &rows) };
+            match shape.cell {
+                Cell::Lstm => {
+                    // SAFETY: as above.
+                    let (c_prev, c_new, tc, g) = unsafe {
+                        (
+                            rows_mut(cs, b, h, step, &rows) as &[f32],
+                            rows_mut(cs, b, h, step + 1, &rows),
+                            rows_mut(tcs, b, h, step, &rows),
+                            rows_mut(gates, b, gh, step, &rows),
+                        )
+                    };
+                    packed_product(
+                        rows.len(),
+                        a,
+                        h,
+                        packed,
+                        g,
+                        gh,
+                        true,
+                        usize::MAX,
+                        |g, p, r0, mr| {
+                            let units = p * LANES..((p + 1) * LANES).min(h);
+                            for r in r0..r0 + mr {
+                                gates::lstm_forward_units(
+                                    &mut g[r * gh..][..gh],
+                                    &c_prev[r * h..][..h],
+                                    &mut c_new[r * h..][..h],
+                                    &mut tc[r * h..][..h],
+                                    &mut h_new[r * h..][..h],
+                                    h,
+                                    units.clone(),
+                                );
+                            }
+                        },
+                    );
+                }
+                Cell::Rnn(act) => {
+                    packed_product(
+                        rows.len(),
+                        a,
+                        h,
+                        packed,
+                        h_new,
+                        h,
+                        true,
+                        usize::MAX,
+                        |c, p, r0, mr| {
+                            let units = p * NR..((p + 1) * NR).min(h);
+                            for r in r0..r0 + mr {
+                                gates::rnn_forward_units(act, &mut c[r * h..][..h], units.clone());
+                            }
+                        },
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// Backward (BPTT) through the last `steps` steps of the sequence of the preceding [`forward`].
+///
+/// `dy` is the loss gradient of the output `[T][B][H]`; `dh_n`, `dc_n` (`[L][B][H]`, zeros when
+/// `None`) those of the final states. With `steps >= T` this is full BPTT; with fewer, gradients
+/// stop at step `T - steps` (truncated BPTT): earlier `dx` rows, `dh0` and `dc0` are zero.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    params: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    dh_n: Option<&[f32]>,
+    dc_n: Option<&[f32]>,
+    steps: usize,
+    ws: &mut Workspace,
+    out: Grads<'_>,
+    par: Par,
+) {
+    let (shape, t, b) = (ws.shape, ws.t, ws.b);
+    let (bh, l_n) = (b * shape.hidden, shape.layers);
+    let lstm = shape.cell == Cell::Lstm;
+    assert_eq!(
+        params.len(),
+        shape.num_params(),
+        "backward: parameter count"
+    );
+    assert_eq!(
+        x.len(),
+        t * b * shape.input,
+        "backward: x must be [T][B][I]"
+    );
+    assert_eq!(dy.len(), t * bh, "backward: dy must be [T][B][H]");
+    check_state("backward: dh_n", dh_n, l_n * bh);
+    check_state("backward: dc_n", dc_n, l_n * bh);
+    assert!(dc_n.is_none() || lstm, "backward: dc_n given to an RNN");
+    assert_eq!(
+        out.params.len(),
+        shape.num_params(),
+        "backward: gradient count"
+    );
+    assert_eq!(out.dx.len(), x.len(), "backward: dx must be [T][B][I]");
+    assert_eq!(out.dh0.len(), l_n * bh, "backward: dh0 must be [L][B][H]");
+    assert_eq!(
+        out.dc0.len(),
+        if lstm { l_n * bh } else { 0 },
+        "backward: dc0 is [L][B][H] for LSTM, empty for RNN"
+    );
+    assert_eq!(out.flow.len(), l_n * t, "backward: flow must be [L][T]");
+    let t0 = t - steps.min(t);
+    for l in (0..l_n).rev() {
+        let (below, rest) = ws.layers.split_at_mut(l);
+        let (cur, above) = rest.split_first_mut().expect("layer exists");
+        let input = below.last().map_or(x, |prev| &prev.hs[bh..]);
+        let dy_l = above.first().map_or(dy, |a| &a.dx[..]);
+        let r = shape.layer_ranges(l);
+        let mut dx_l = std::mem::take(&mut cur.dx);
+        let dx: &mut [f32] = if l == 0 { &mut *out.dx } else { &mut dx_l };
+        let dc0: &mut [f32] = if lstm {
+            &mut out.dc0[l * bh..][..bh]
+        } else {
+            &mut []
+        };
+        layer_backward(
+            shape,
+            l,
+            params,
+            input,
+            dy_l,
+            (layer_state(dh_n, l, bh), layer_state(dc_n, l, bh)),
+            t0,
+            cur,
+            (
+                &mut out.params[r.w_ih.start..r.b_hh.end],
+                dx,
+                &mut out.dh0[l * bh..][..bh],
+                dc0,
+            ),
+            &mut out.flow[l * t..][..t],
+            (t, b),
+            par,
+        );
+        cur.dx = dx_l;
+    }
+}
+
+type LayerGrads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
+#[allow(clippy::too_many_arguments)]
+fn layer_backward(
+    shape: StackShape,
+    l: usize,
+    params: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    (dh_n, dc_n): (Option<&[f32]>, Option<&[f32]>),
+    t0: usize,
+    lw: &mut LayerWs,
+    (grads, dx, dh0, dc0): LayerGrads<'_>,
+    flow: &mut [f32],
+    (t, b): (usize, usize),
+    par: Par,
+) {
+    let (h, i) = (shape.hidden, shape.layer_input(l));
+    let (gh, bh) = (shape.cell.gates() * h, b * h);
+    let r = shape.layer_ranges(l);
+    let (w_ih, w_hh) = (&params[r.w_ih], &params[r.w_hh]);
+    copy_or_zero(&mut lw.dh, dh_n);
+    if shape.cell == Cell::Lstm {
+        copy_or_zero(&mut lw.dc, dc_n);
+    }
+    // W_hh as the [G·H][H] right operand of dh_{t-1} = dG_t · W_hh.
+    lw.packed_bwd.pack(gh, contiguous_spans(h), w_hh, h, 1);
+
+    let packed = &lw.packed_bwd;
+    let (dhp, dcp) = (SyncPtr(lw.dh.as_mut_ptr()), SyncPtr(lw.dc.as_mut_ptr()));
+    let (dgp, fp) = (
+        SyncPtr(lw.dgates.as_mut_ptr()),
+        SyncPtr(lw.flow_rows.as_mut_ptr()),
+    );
+    let (gates, hs, cs, tcs) = (&lw.gates, &lw.hs, &lw.cs, &lw.tcs);
+    let ns = shards(par, b);
+    par.for_each_task(ns, |s| {
+        let rows = split_range(b, ns, s);
+        // SAFETY: each task owns batch rows `rows` of dh, dc, dgates and flow_rows.
+        let (dh, dc) = unsafe { (rows_mut(dhp, b, h, 0, &rows), rows_mut(dcp, b, h, 0, &rows)) };
+        let dc = if shape.cell == Cell::Lstm {
+            dc
+        } else {
+            &mut [][..]
+        };
+        for step in (t0..t).rev() {
+            // SAFETY: as above.
+            let (dg, fl) = unsafe {
+                (
+                    rows_mut(dgp, b, gh, step, &rows),
+                    rows_mut(fp, b, 1, step, &rows),
+                )
+            };
+            for (ri, row) in rows.clone().enumerate() {
+                let at = step * b + row;
+                let dyr = &dy[at * h..][..h];
+                let dhr = &mut dh[ri * h..][..h];
+                let dgr = &mut dg[ri * gh..][..gh];
+                match shape.cell {
+                    Cell::Lstm => gates::lstm_backward_units(
+                        &gates[at * gh..][..gh],
+                        &cs[at * h..][..h],
+                        &tcs[at * h..][..h],
+                        dyr,
+                        dhr,
+                        &mut dc[ri * h..][..h],
+                        dgr,
+                        h,
+                        0..h,
+                    ),
+                    Cell::Rnn(act) => gates::rnn_backward_units(
+                        act,
+                        &hs[(at + b) * h..][..h],
+                        dyr,
+                        dhr,
+                        dgr,
+                        0..h,
+                    ),
+                }
+                fl[ri] = sum_squares(dhr);
+            }
+            if step > t0 || t0 == 0 {
+                packed_product(
+                    rows.len(),
+                    dg,
+                    gh,
+                    packed,
+                    dh,
+                    h,
+                    false,
+                    KC,
+                    |_, _, _, _| {},
+                );
+            }
+        }
+    });
+    for (step, f) in flow.iter_mut().enumerate() {
+        *f = if step < t0 {
+            0.0
+        } else {
+            lw.flow_rows[step * b..][..b].iter().sum::<f64>().sqrt() as f32
+        };
+    }
+    if t0 == 0 {
+        dh0.copy_from_slice(&lw.dh);
+        dc0.copy_from_slice(&lw.dc);
+    } else {
+        dh0.fill(0.0);
+        dc0.fill(0.0);
+    }
+
+    // Weight gradients and dX over all T·B columns of the window, as large GEMMs.
+    let (gw_ih, rest) = grads.split_at_mut(gh * i);
+    let (gw_hh, rest) = rest.split_at_mut(gh * h);
+    let (gb_ih, gb_hh) = rest.split_at_mut(gh);
+    let n = (t - t0) * b;
+    let dg = &lw.dgates[t0 * b * gh..t * b * gh];
+    dx[..t0 * b * i].fill(0.0);
+    gb_ih.fill(0.0);
+    if n == 0 {
+        gw_ih.fill(0.0);
+        gw_hh.fill(0.0);
+        gb_hh.fill(0.0);
+        return;
+    }
+    let dg_t = Mat::transposed(dg, gh);
+    gemm::sgemm(
+        gh,
+        n,
+        i,
+        dg_t,
+        Mat::rows(&x[t0 * b * i..], i),
+        0.0,
+        gw_ih,
+        i,
+        par,
+    );
+    gemm::sgemm(
+        gh,
+        n,
+        h,
+        dg_t,
+        Mat::rows(&lw.hs[t0 * bh..], h),
+        0.0,
+        gw_hh,
+        h,
+        par,
+    );
+    for row in dg.chunks_exact(gh) {
+        axpy(1.0, row, gb_ih);
+    }
+    gb_hh.copy_from_slice(gb_ih);
+    gemm::sgemm(
+        n,
+        gh,
+        i,
+        Mat::rows(dg, gh),
+        Mat::rows(w_ih, i),
+        0.0,
+        &mut dx[t0 * b * i..],
+        i,
+        par,
+    );
+}

@@ -1,0 +1,201 @@
+//! The packed recurrent product and the matrixmultiply wrapper against a naive f64 product, on
+//! shapes that hit and miss the 6-row tiles, 16-lane vectors, 64-column panels and K blocks.
+
+mod common;
+
+use common::Rng;
+use gradlab_kernels::gemm::{
+    contiguous_spans, gate_spans, packed_product, sgemm, Mat, PackedB, KC, LANES,
+};
+use gradlab_kernels::Par;
+
+const SIZES: [usize; 8] = [1, 5, 6, 7, 16, 17, 65, 130];
+
+/// C = A·B in f64 with A (m × k) row-major and B given by element accessor.
+fn naive(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: impl Fn(usize, usize) -> f32,
+    b: impl Fn(usize, usize) -> f32,
+) -> Vec<f64> {
+    let mut c = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            c[i * n + j] = (0..k)
+                .map(|p| f64::from(a(i, p)) * f64::from(b(p, j)))
+                .sum();
+        }
+    }
+    c
+}
+
+/// Every element within `k` roundings of the f64 product (relative to Σ|a·b|).
+fn assert_close(what: &str, got: &[f32], want: &[f64], k: usize, scale: f64) {
+    let tol = 2.0 * (k as f64 + 2.0) * f64::from(f32::EPSILON) * scale;
+    for (e, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= tol,
+            "{what}: element {e} is {g}, want {w} (tol {tol:e})"
+        );
+    }
+}
+
+#[test]
+fn packed_product_matches_naive_for_contiguous_and_gate_layouts() {
+    for rows in [1, 5, 6, 7, 13] {
+        for k in [1, 17, KC, KC + 3, 2 * KC + 1] {
+            for n in SIZES {
+                let mut rng = Rng::new((rows * 7919 + k * 31 + n) as u64);
+                let a = rng.vec_f32(rows * k, 1.0);
+                // B stored transposed (N × K, the forward W_hh) and plain (K × N, the backward one).
+                let bt = rng.vec_f32(n * k, 1.0);
+                let c0 = rng.vec_f32(rows * n, 1.0);
+                let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
+                for (label, kc) in [("one K block", usize::MAX), ("K blocks", KC)] {
+                    let mut pb = PackedB::default();
+                    pb.pack(k, contiguous_spans(n), &bt, 1, k);
+                    let mut c = c0.clone();
+                    let mut tiles = 0;
+                    packed_product(rows, &a, k, &pb, &mut c, n, false, kc, |_, _, _, mr| {
+                        tiles += mr
+                    });
+                    assert_close(
+                        &format!("contiguous {label} rows={rows} k={k} n={n}"),
+                        &c,
+                        &want,
+                        k,
+                        k as f64,
+                    );
+                    assert_eq!(
+                        tiles,
+                        rows * n.div_ceil(64),
+                        "the epilogue must see every row of every panel once"
+                    );
+                    // Accumulating adds to what C held.
+                    let mut c = c0.clone();
+                    packed_product(rows, &a, k, &pb, &mut c, n, true, kc, |_, _, _, _| {});
+                    let want_acc: Vec<f64> = want
+                        .iter()
+                        .zip(&c0)
+                        .map(|(w, &c)| w + f64::from(c))
+                        .collect();
+                    assert_close(
+                        &format!("accumulate {label} rows={rows} k={k} n={n}"),
+                        &c,
+                        &want_acc,
+                        k,
+                        k as f64 + 1.0,
+                    );
+                }
+                // The same B packed from its K × N form.
+                let b: Vec<f32> = (0..k * n).map(|e| bt[(e % n) * k + e / n]).collect();
+                let mut pb = PackedB::default();
+                pb.pack(k, contiguous_spans(n), &b, n, 1);
+                let mut c = c0.clone();
+                packed_product(rows, &a, k, &pb, &mut c, n, false, KC, |_, _, _, _| {});
+                assert_close(
+                    &format!("K x N source rows={rows} k={k} n={n}"),
+                    &c,
+                    &want,
+                    k,
+                    k as f64,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
+    for h in [1, 15, 16, 17, 40] {
+        let (rows, k, n) = (7, 9, 4 * h);
+        let mut rng = Rng::new(h as u64);
+        let (a, bt) = (rng.vec_f32(rows * k, 1.0), rng.vec_f32(n * k, 1.0));
+        let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
+        let mut pb = PackedB::default();
+        pb.pack(k, gate_spans(h), &bt, 1, k);
+        assert_eq!(pb.panels(), h.div_ceil(LANES));
+        for p in 0..pb.panels() {
+            let units: Vec<usize> = pb.spans(p).iter().map(|s| s.start % h).collect();
+            assert!(
+                units.iter().all(|&u| u == p * LANES),
+                "panel {p} mixes units: {units:?}"
+            );
+        }
+        let mut c = vec![f32::NAN; rows * n];
+        packed_product(
+            rows,
+            &a,
+            k,
+            &pb,
+            &mut c,
+            n,
+            false,
+            usize::MAX,
+            |_, _, _, _| {},
+        );
+        assert_close(&format!("gate layout h={h}"), &c, &want, k, k as f64);
+    }
+}
+
+#[test]
+fn sgemm_matches_naive_with_transposed_operands() {
+    for m in SIZES {
+        for k in [1, 3, 17, 64] {
+            for n in [1, 16, 33] {
+                let mut rng = Rng::new((m * 1000 + k * 10 + n) as u64);
+                let a = rng.vec_f32(m * k, 1.0);
+                let b = rng.vec_f32(k * n, 1.0);
+                // Aᵀ stored row-major as K × M, B as K × N.
+                let at: Vec<f32> = (0..k * m).map(|e| a[(e % m) * k + e / m]).collect();
+                let want = naive(m, k, n, |i, p| a[i * k + p], |p, j| b[p * n + j]);
+                for (label, am) in [("A", Mat::rows(&a, k)), ("Aᵀ", Mat::transposed(&at, m))] {
+                    let mut c = vec![f32::NAN; m * n];
+                    sgemm(m, k, n, am, Mat::rows(&b, n), 0.0, &mut c, n, Par::Seq);
+                    assert_close(
+                        &format!("sgemm {label} m={m} k={k} n={n}"),
+                        &c,
+                        &want,
+                        k,
+                        k as f64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn sgemm_is_bit_identical_for_any_thread_count() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let (m, k, n) = (203, 77, 45);
+    let mut rng = Rng::new(1);
+    let (a, b) = (rng.vec_f32(m * k, 1.0), rng.vec_f32(k * n, 1.0));
+    let run = |par: Par| {
+        let mut c = vec![0.0; m * n];
+        sgemm(
+            m,
+            k,
+            n,
+            Mat::rows(&a, k),
+            Mat::rows(&b, n),
+            0.0,
+            &mut c,
+            n,
+            par,
+        );
+        c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
+    let seq = run(Par::Seq);
+    for t in [2, 3, 4, 7] {
+        assert_eq!(
+            pool.install(|| run(Par::rayon(t))),
+            seq,
+            "sgemm with {t} tasks differs from Seq"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! The `gradlab` command line: parses and validates arguments, then calls the library crates.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Version line with the SIMD instruction set this binary was compiled for.
+fn long_version() -> &'static str {
+    let v = format!(
+        "{} (isa: {}, fixed at build time by the target features; see the README to build portably)",
+        env!("CARGO_PKG_VERSION"),
+        gradlab_kernels::isa()
+    );
+    Box::leak(v.into_boxed_str())
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "gradlab", version, long_version = long_version(), about = "Fast, reproducible experiments on how recurrent networks train")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Time forward+backward of the benchmark shapes against the same run's large sgemm.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.command {
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

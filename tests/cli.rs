@@ -1,0 +1,125 @@
+//! The `gradlab` binary as a user runs it: verbs, versions, bench output and bad input.
+
+use std::process::{Command, Output};
+
+fn gradlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gradlab"))
+        .args(args)
+        .output()
+        .expect("gradlab runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn help_lists_only_verbs_that_work() {
+    let out = gradlab(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    let verbs: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(verbs, ["bench", "help"], "{help}");
+}
+
+#[test]
+fn version_names_the_instruction_set() {
+    // The binary and this test are built with the same target features.
+    let out = gradlab(&["--version"]);
+    assert!(out.status.success());
+    let want = format!("isa: {}", gradlab_kernels::isa());
+    assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
+}
+
+#[test]
+fn bench_json_prints_one_object_per_shape_with_the_documented_keys() {
+    let out = gradlab(&[
+        "bench",
+        "--shape",
+        "rnn-small",
+        "--shape",
+        "lstm-small",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (row, name) in rows.iter().zip(["rnn-small", "lstm-small"]) {
+        assert_eq!(row["shape"], name);
+        for key in ["ms", "gflops", "sgemm_gflops"] {
+            let v = row[key]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} missing in {row}"));
+            assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+        }
+        // GFLOP/s is the DESIGN.md count over the measured time.
+        let flops = 3.0
+            * 2.0
+            * 64.0
+            * 32.0
+            * 128.0
+            * (64.0 + 128.0)
+            * if name == "lstm-small" { 4.0 } else { 1.0 };
+        let gflops = flops / (row["ms"].as_f64().unwrap() * 1e-3) / 1e9;
+        assert!((gflops / row["gflops"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn bench_table_has_a_row_per_shape() {
+    let out = gradlab(&["bench", "--shape", "rnn-small", "--repeats", "1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("| shape | T | B | I | H | L | ms | GFLOP/s | % sgemm |"),
+        "{table}"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("| rnn-small |"))
+            .count(),
+        1,
+        "{table}"
+    );
+}
+
+#[test]
+fn bad_bench_arguments_fail_with_a_message_that_says_what_to_fix() {
+    for (args, want) in [
+        (
+            &["bench", "--shape", "nope"][..],
+            "unknown shape 'nope'; expected one of: all, rnn-small",
+        ),
+        (
+            &["bench", "--threads", "0"][..],
+            "--threads must be at least 1",
+        ),
+        (
+            &["bench", "--repeats", "0"][..],
+            "--repeats must be at least 1",
+        ),
+        (&["bench", "--threads", "two"][..], "invalid value 'two'"),
+        (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
+    ] {
+        let out = gradlab(args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: stderr was {}",
+            text(&out.stderr)
+        );
+    }
+}
