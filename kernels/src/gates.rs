@@ -37,10 +37,11 @@ fn relu_s(x: f32) -> f32 {
     }
 }
 
-/// Vanilla RNN forward: `h[j] = act(h[j])` in place (on entry `h` holds the pre-activation).
-pub fn rnn_forward_units(act: Activation, h: &mut [f32], units: Range<usize>) {
+/// Vanilla RNN forward: `h[j] = act(h[j] + bias[j])` in place (on entry `h` holds the products
+/// `W_ih x + W_hh h`, `bias` is `b_ih + b_hh`).
+pub fn rnn_forward_units(act: Activation, h: &mut [f32], bias: &[f32], units: Range<usize>) {
     for (j, n) in chunks(units) {
-        let x = load(h, j, n);
+        let x = load(h, j, n) + load(bias, j, n);
         let y = match act {
             Activation::Tanh => tanh_v(x),
             Activation::Relu => relu_v(x),
@@ -50,11 +51,12 @@ pub fn rnn_forward_units(act: Activation, h: &mut [f32], units: Range<usize>) {
 }
 
 /// Scalar twin of [`rnn_forward_units`].
-pub fn rnn_forward_units_scalar(act: Activation, h: &mut [f32], units: Range<usize>) {
-    for x in &mut h[units] {
-        *x = match act {
-            Activation::Tanh => tanh_s(*x),
-            Activation::Relu => relu_s(*x),
+pub fn rnn_forward_units_scalar(act: Activation, h: &mut [f32], bias: &[f32], units: Range<usize>) {
+    for j in units {
+        let x = h[j] + bias[j];
+        h[j] = match act {
+            Activation::Tanh => tanh_s(x),
+            Activation::Relu => relu_s(x),
         };
     }
 }
@@ -106,10 +108,13 @@ pub fn rnn_backward_units_scalar(
     }
 }
 
-/// LSTM forward of one step. On entry `gates` holds the pre-activations `[i | f | g | o]`, on
-/// exit the activations; writes `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc`.
+/// LSTM forward of one step. On entry `gates` holds the products `W_ih x + W_hh h` of
+/// `[i | f | g | o]` and `bias` is `b_ih + b_hh`; on exit `gates` holds the activations.
+/// Writes `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc`.
+#[allow(clippy::too_many_arguments)]
 pub fn lstm_forward_units(
     gates: &mut [f32],
+    bias: &[f32],
     c_prev: &[f32],
     c: &mut [f32],
     tc: &mut [f32],
@@ -119,10 +124,11 @@ pub fn lstm_forward_units(
 ) {
     let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
     for (j, n) in chunks(units) {
-        let i = sigmoid_v(load(gates, j, n));
-        let f = sigmoid_v(load(gates, ho + j, n));
-        let g = tanh_v(load(gates, go + j, n));
-        let o = sigmoid_v(load(gates, oo + j, n));
+        let pre = |at: usize| load(gates, at, n) + load(bias, at, n);
+        let i = sigmoid_v(pre(j));
+        let f = sigmoid_v(pre(ho + j));
+        let g = tanh_v(pre(go + j));
+        let o = sigmoid_v(pre(oo + j));
         let cn = f.mul_add(load(c_prev, j, n), i * g);
         let t = tanh_v(cn);
         store(gates, j, n, i);
@@ -136,8 +142,10 @@ pub fn lstm_forward_units(
 }
 
 /// Scalar twin of [`lstm_forward_units`].
+#[allow(clippy::too_many_arguments)]
 pub fn lstm_forward_units_scalar(
     gates: &mut [f32],
+    bias: &[f32],
     c_prev: &[f32],
     c: &mut [f32],
     tc: &mut [f32],
@@ -147,10 +155,10 @@ pub fn lstm_forward_units_scalar(
 ) {
     let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
     for j in units {
-        let i = sigmoid_s(gates[j]);
-        let f = sigmoid_s(gates[ho + j]);
-        let g = tanh_s(gates[go + j]);
-        let o = sigmoid_s(gates[oo + j]);
+        let i = sigmoid_s(gates[j] + bias[j]);
+        let f = sigmoid_s(gates[ho + j] + bias[ho + j]);
+        let g = tanh_s(gates[go + j] + bias[go + j]);
+        let o = sigmoid_s(gates[oo + j] + bias[oo + j]);
         let cn = fmadd(f, c_prev[j], i * g);
         let t = tanh_s(cn);
         (gates[j], gates[ho + j], gates[go + j], gates[oo + j]) = (i, f, g, o);

@@ -1,5 +1,5 @@
-//! Matrix products: `matrixmultiply` for the large products over all T·B columns, and a
-//! hand-written AVX-512/AVX2 microkernel for the sequential recurrent product.
+//! Matrix products: a hand-written microkernel on pre-packed B for every product of the layers,
+//! and `matrixmultiply` as the in-run reference that benchmarks are measured against.
 //!
 //! The recurrent product `h_{t-1} · W_hhᵀ` (forward) and `dG_t · W_hh` (backward) runs T times
 //! with the same weights and a small batch, so a general GEMM would re-pack W_hh at every step.
@@ -7,8 +7,15 @@
 //! to arbitrary 16-wide spans of C, which is how one LSTM panel holds the i, f, g and o gates of
 //! the same 16 units and the gate math can run on the tile as soon as it is complete.
 //!
-//! Every element of C is a sum over k in a fixed order (`fma` chain inside a K block, K blocks
-//! added in order), independent of which rows share a tile and of the thread split.
+//! The large products over all T·B columns use the same kernel through [`gemm`]: on this
+//! project's machine (Zen 4, AVX-512) it runs at about 110 GFLOP/s per core against about 90
+//! for `matrixmultiply`'s 1024³ sgemm, and 2-5x faster on the recurrent shapes (see
+//! `gradlab bench` and the closing notes of the kernels issue).
+//!
+//! Every element of C is a sum over k in a fixed order (one `fma` chain per K block, blocks added
+//! in order), independent of which rows share a tile and of the thread split. K is blocked
+//! ([`k_block`]) only where that measured faster here: when A is strided (the dGᵀ of the weight
+//! gradients: +20%) or K is deep (dG · W_hh of an LSTM with H = 1024: +9%).
 
 use crate::par::{split_range, Par, SyncPtr};
 pub use crate::simd::LANES;
@@ -20,8 +27,19 @@ pub const MR: usize = 6;
 pub const NV: usize = 4;
 /// Columns per panel.
 pub const NR: usize = NV * LANES;
-/// Depth of one K block in the blocked product: a 128 × 64 panel block is 32 KiB, one L1.
-pub const KC: usize = 128;
+/// Depth of a K block where K is blocked: a 512 × 64 panel block is 128 KiB, in L2.
+pub const KC: usize = 512;
+
+/// The K block for a product with this A: single-thread GFLOP/s on Zen 4 (best of 7), full K
+/// vs blocks of 512: Gx (K=1024) 110 vs 105, dX (K=4096) 109 vs 105, dGᵀX (strided A,
+/// K=3200) 85 vs 105, recurrent dG·W_hh (K=4096, 32 rows) 92 vs 101.
+pub fn k_block(k: usize, a: &Mat<'_>) -> usize {
+    if a.cs != 1 || k > 2048 {
+        KC
+    } else {
+        k.max(1)
+    }
+}
 
 /// Where 16 consecutive packed columns land in a row of C: `start..start + width`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,6 +84,7 @@ pub fn gate_spans(hidden: usize) -> impl Iterator<Item = [ColSpan; NV]> {
 impl PackedB {
     /// Packs B where element (kk, col) is `src[kk * rs_k + col * cs_n]`, `col` being a column of
     /// C as given by `spans`. Reuses the allocation.
+    #[allow(clippy::too_many_arguments)]
     pub fn pack(
         &mut self,
         k: usize,
@@ -73,33 +92,44 @@ impl PackedB {
         src: &[f32],
         rs_k: usize,
         cs_n: usize,
+        par: Par,
     ) {
         self.k = k;
         self.spans.clear();
         self.spans.extend(spans);
-        self.data.clear();
+        // Every element is written below (padding included), so a reused buffer needs no memset.
         self.data.resize(self.spans.len() * k * NR, 0.0);
-        for (panel, sp) in self.data.chunks_exact_mut(k * NR.max(1)).zip(&self.spans) {
-            if rs_k == 1 {
-                // Bᵀ stored row-major: read each source row once, write down the panel.
-                for (v, s) in sp.iter().enumerate() {
+        if k == 0 {
+            return;
+        }
+        par.for_each_chunk(&mut self.data, k * NR, &self.spans, |panel, sp| {
+            for (v, s) in sp.iter().enumerate() {
+                let lanes = v * LANES..(v + 1) * LANES;
+                if rs_k == 1 {
+                    // Bᵀ stored row-major: read each source row once, write down the panel.
                     for l in 0..s.width {
                         let col = &src[(s.start + l) * cs_n..][..k];
                         for (kk, &x) in col.iter().enumerate() {
                             panel[kk * NR + v * LANES + l] = x;
                         }
                     }
-                }
-            } else {
-                for kk in 0..k {
-                    for (v, s) in sp.iter().enumerate() {
-                        for l in 0..s.width {
-                            panel[kk * NR + v * LANES + l] = src[kk * rs_k + (s.start + l) * cs_n];
+                    for kk in 0..k {
+                        panel[kk * NR + v * LANES + s.width..kk * NR + lanes.end].fill(0.0);
+                    }
+                } else {
+                    for kk in 0..k {
+                        let dst = &mut panel[kk * NR..][lanes.clone()];
+                        for (l, d) in dst.iter_mut().enumerate() {
+                            *d = if l < s.width {
+                                src[kk * rs_k + (s.start + l) * cs_n]
+                            } else {
+                                0.0
+                            };
                         }
                     }
                 }
             }
-        }
+        });
     }
 
     /// Number of panels.
@@ -118,17 +148,17 @@ impl PackedB {
     }
 }
 
-/// One MR' × NR tile: C (+)= A[R × k] · panel[k × NR].
+/// One R × NR tile: C (+)= A[R × k] · panel[k × NR].
 ///
 /// # Safety
-/// `a` is readable at `r * lda + kk` for r < R, kk < k; `panel` at `kk * NR + 0..NR` for kk < k;
+/// `a` is readable at `r * rsa + kk * csa` for r < R, kk < k; `panel` at `kk * NR + 0..NR`;
 /// `c` is readable and writable at `r * ldc + s.start + 0..s.width` for r < R and every span s.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile<const R: usize>(
     k: usize,
     a: *const f32,
-    lda: usize,
+    (rsa, csa): (usize, usize),
     panel: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -143,27 +173,29 @@ unsafe fn tile<const R: usize>(
             let b: [V; NV] =
                 std::array::from_fn(|v| bp.add(v * LANES).cast::<V>().read_unaligned());
             for (r, acc_r) in acc.iter_mut().enumerate() {
-                let ar = V::splat(*a.add(r * lda + kk));
+                let ar = V::splat(*a.add(r * rsa + kk * csa));
                 for (acc_rv, &bv) in acc_r.iter_mut().zip(&b) {
                     *acc_rv = ar.mul_add(bv, *acc_rv);
                 }
             }
         }
     }
-    for (r, acc_r) in acc.iter().enumerate() {
+    // By value: taking an accumulator's address (`as_array`) would keep `acc` in memory and
+    // cost one store per accumulator per k.
+    for (r, acc_r) in acc.into_iter().enumerate() {
         for (s, x) in spans.iter().zip(acc_r) {
             // SAFETY: row r < R and columns inside the span (caller's contract).
             unsafe {
                 let cp = c.add(r * ldc + s.start);
                 if s.width == LANES {
                     let y = if accumulate {
-                        *x + cp.cast::<V>().read_unaligned()
+                        x + cp.cast::<V>().read_unaligned()
                     } else {
-                        *x
+                        x
                     };
                     cp.cast::<V>().write_unaligned(y);
                 } else {
-                    for (l, &xl) in x.as_array()[..s.width].iter().enumerate() {
+                    for (l, &xl) in x.to_array()[..s.width].iter().enumerate() {
                         *cp.add(l) = if accumulate { xl + *cp.add(l) } else { xl };
                     }
                 }
@@ -172,31 +204,26 @@ unsafe fn tile<const R: usize>(
     }
 }
 
-/// C[rows] (+)= A[rows × K] · B over every panel of `b`, with K split into blocks of `kc`.
+/// C[rows] (+)= A[rows × K] · B over every panel of `b`, on the calling thread, K in blocks of
+/// [`k_block`].
 ///
-/// The loop order is K block, panel, row block; after the last K block of a tile,
+/// The loop order is K block, panel, row tile; after the last K block of a tile,
 /// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot.
-/// `accumulate = false` overwrites C. A is row-major with leading dimension `lda`.
-#[allow(clippy::too_many_arguments)]
+/// `accumulate = false` overwrites C.
 pub fn packed_product(
     rows: usize,
-    a: &[f32],
-    lda: usize,
+    a: Mat<'_>,
     b: &PackedB,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
-    kc: usize,
     mut epilogue: impl FnMut(&mut [f32], usize, usize, usize),
 ) {
     let k = b.k;
     if rows == 0 {
         return;
     }
-    assert!(
-        a.len() >= (rows - 1) * lda + k,
-        "packed_product: A is too short"
-    );
+    assert!(a.fits(rows, k), "packed_product: A is too short");
     let c_end = b
         .spans
         .iter()
@@ -208,27 +235,29 @@ pub fn packed_product(
         c.len() >= (rows - 1) * ldc + c_end,
         "packed_product: C is too short"
     );
-    let kc = kc.max(1);
+    let kc = k_block(k, &a);
     let k_blocks = k.div_ceil(kc).max(1);
     for kb in 0..k_blocks {
         let (k0, k1) = (kb * kc, ((kb + 1) * kc).min(k));
         let acc = accumulate || kb > 0;
         for p in 0..b.panels() {
-            let panel = &b.data[(p * k + k0) * NR..];
+            let pp = b.data[(p * k + k0) * NR..].as_ptr();
             for r0 in (0..rows).step_by(MR) {
                 let mr = MR.min(rows - r0);
-                let (ap, cp) = (a[r0 * lda + k0..].as_ptr(), c[r0 * ldc..].as_mut_ptr());
-                let (pp, sp) = (panel.as_ptr(), &b.spans[p]);
-                // SAFETY: the asserts above bound A (rows × k) and C (rows × c_end); the panel
-                // slice holds k1 - k0 packed rows from k0.
+                // `wrapping_add`: with k = 0, A may be empty and is never read.
+                let ap = a.data.as_ptr().wrapping_add(r0 * a.rs + k0 * a.cs);
+                let (cp, sp, st) = (c[r0 * ldc..].as_mut_ptr(), &b.spans[p], (a.rs, a.cs));
+                let kn = k1 - k0;
+                // SAFETY: the asserts above bound A (rows × k) and C (rows × c_end); panel p
+                // holds k packed rows of NR columns, of which this block reads k0..k1.
                 unsafe {
                     match mr {
-                        6 => tile::<6>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
-                        5 => tile::<5>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
-                        4 => tile::<4>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
-                        3 => tile::<3>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
-                        2 => tile::<2>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
-                        _ => tile::<1>(k1 - k0, ap, lda, pp, cp, ldc, sp, acc),
+                        6 => tile::<6>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        5 => tile::<5>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        4 => tile::<4>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        3 => tile::<3>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        2 => tile::<2>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        _ => tile::<1>(kn, ap, st, pp, cp, ldc, sp, acc),
                     }
                 }
                 if kb + 1 == k_blocks {
@@ -237,6 +266,50 @@ pub fn packed_product(
             }
         }
     }
+}
+
+/// C[m × ·] (+)= A[m × K] · B, split over blocks of rows of C (a multiple of `MR` each).
+pub fn gemm(
+    m: usize,
+    a: Mat<'_>,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    par: Par,
+) {
+    let blocks = m.div_ceil(MR);
+    let tasks = par.degree().min(blocks).max(1);
+    if tasks == 1 {
+        return packed_product(m, a, b, c, ldc, accumulate, |_, _, _, _| {});
+    }
+    let c_end = b
+        .spans
+        .iter()
+        .flatten()
+        .map(|s| s.start + s.width)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        m == 0 || c.len() >= (m - 1) * ldc + c_end,
+        "gemm: C is too short"
+    );
+    let (cp, c_len) = (SyncPtr(c.as_mut_ptr()), c.len());
+    par.for_each_task(tasks, |t| {
+        let range = split_range(blocks, tasks, t);
+        let (r0, r1) = (range.start * MR, (range.end * MR).min(m));
+        let a_rows = Mat {
+            data: &a.data[(r0 * a.rs).min(a.data.len())..],
+            ..a
+        };
+        // SAFETY: tasks own disjoint rows r0..r1 of C, and this slice covers only those rows
+        // (it ends at the next task's first row or at the end of C).
+        let c_rows = unsafe {
+            let end = if r1 == m { c_len } else { r1 * ldc };
+            std::slice::from_raw_parts_mut(cp.get().add(r0 * ldc), end - r0 * ldc)
+        };
+        packed_product(r1 - r0, a_rows, b, c_rows, ldc, accumulate, |_, _, _, _| {});
+    });
 }
 
 /// Strides of a matrix operand: element (i, j) is at `i * rs + j * cs`.

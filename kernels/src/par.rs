@@ -44,6 +44,25 @@ impl Par {
     }
 }
 
+impl Par {
+    /// Runs `f(chunk, item)` over consecutive `chunk`-long pieces of `data` paired with `items`.
+    pub(crate) fn for_each_chunk<T: Send, U: Sync>(
+        self,
+        data: &mut [T],
+        chunk: usize,
+        items: &[U],
+        f: impl Fn(&mut [T], &U) + Sync + Send,
+    ) {
+        match self {
+            Par::Seq => data.chunks_mut(chunk).zip(items).for_each(|(c, u)| f(c, u)),
+            Par::Rayon(_) => data
+                .par_chunks_mut(chunk)
+                .zip(items)
+                .for_each(|(c, u)| f(c, u)),
+        }
+    }
+}
+
 /// The `i`-th of `parts` nearly equal consecutive ranges of `0..n`.
 pub(crate) fn split_range(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let (q, r) = (n / parts, n % parts);

@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use crate::gates::{self, Activation};
-use crate::gemm::{self, contiguous_spans, gate_spans, packed_product, Mat, PackedB, KC, NR};
+use crate::gemm::{contiguous_spans, gate_spans, gemm, packed_product, Mat, PackedB, NR};
 use crate::norm::sum_squares;
 use crate::par::{split_range, Par, SyncPtr};
 use crate::simd::{axpy, LANES};
@@ -138,8 +138,12 @@ struct LayerWs {
     cs: Vec<f32>,
     /// LSTM `tanh(c_t)`, `[T][B][H]`.
     tcs: Vec<f32>,
+    /// `b_ih + b_hh`, `[G·H]`.
+    bias: Vec<f32>,
     /// Pre-activation gradients `[T][B][G·H]`.
     dgates: Vec<f32>,
+    /// Bias gradient per batch row, summed over the window, `[B][G·H]`.
+    db_rows: Vec<f32>,
     /// Gradient of h_t, then of h_{t-1} (`[B][H]`).
     dh: Vec<f32>,
     /// LSTM gradient of c_t, then of c_{t-1} (`[B][H]`).
@@ -148,8 +152,14 @@ struct LayerWs {
     flow_rows: Vec<f64>,
     /// For layers above the first: gradient of the layer below's output, `[T][B][H]`.
     dx: Vec<f32>,
+    /// W_hhᵀ for the forward recurrence (LSTM: gate-interleaved panels).
     packed_fwd: PackedB,
+    /// W_hh for the backward recurrence.
     packed_bwd: PackedB,
+    /// W_ihᵀ for the input projection, then W_ih for dX.
+    packed_ih: PackedB,
+    /// The inputs, then the previous hidden states, as right operands of dW_ih and dW_hh.
+    packed_cols: PackedB,
 }
 
 /// Everything a forward pass keeps for backward; reused across calls of the same (shape, T, B).
@@ -180,6 +190,7 @@ impl Workspace {
                 cs: vec![0.0; if lstm { (t + 1) * b * h } else { 0 }],
                 tcs: vec![0.0; if lstm { t * b * h } else { 0 }],
                 dgates: vec![0.0; t * b * gh],
+                db_rows: vec![0.0; b * gh],
                 dh: vec![0.0; b * h],
                 dc: vec![0.0; if lstm { b * h } else { 0 }],
                 flow_rows: vec![0.0; t * b],
@@ -331,34 +342,22 @@ fn layer_forward(
         copy_or_zero(&mut lw.cs[..bh], c0);
     }
 
-    // The input projection of all T steps, biases included, as one GEMM.
+    // The input projection of all T steps as one GEMM; the biases are added with the gate math.
     let pre: &mut [f32] = match shape.cell {
         Cell::Lstm => &mut lw.gates,
         Cell::Rnn(_) => &mut lw.hs[bh..],
     };
-    for row in pre.chunks_exact_mut(gh) {
-        for ((o, &p), &q) in row.iter_mut().zip(b_ih).zip(b_hh) {
-            *o = p + q;
-        }
-    }
-    gemm::sgemm(
-        t * b,
-        i,
-        gh,
-        Mat::rows(x, i),
-        Mat::transposed(w_ih, i),
-        1.0,
-        pre,
-        gh,
-        par,
-    );
+    lw.packed_ih.pack(i, contiguous_spans(gh), w_ih, 1, i, par);
+    gemm(t * b, Mat::rows(x, i), &lw.packed_ih, pre, gh, false, par);
+    lw.bias.clear();
+    lw.bias.extend(b_ih.iter().zip(b_hh).map(|(p, q)| p + q));
 
     // W_hhᵀ packed once for all steps; an LSTM panel holds the four gates of 16 units.
     match shape.cell {
-        Cell::Lstm => lw.packed_fwd.pack(h, gate_spans(h), w_hh, 1, h),
-        Cell::Rnn(_) => lw.packed_fwd.pack(h, contiguous_spans(h), w_hh, 1, h),
+        Cell::Lstm => lw.packed_fwd.pack(h, gate_spans(h), w_hh, 1, h, par),
+        Cell::Rnn(_) => lw.packed_fwd.pack(h, contiguous_spans(h), w_hh, 1, h, par),
     }
-    let packed = &lw.packed_fwd;
+    let (packed, bias) = (&lw.packed_fwd, &lw.bias[..]);
     let (hs, cs) = (SyncPtr(lw.hs.as_mut_ptr()), SyncPtr(lw.cs.as_mut_ptr()));
     let (tcs, gates) = (SyncPtr(lw.tcs.as_mut_ptr()), SyncPtr(lw.gates.as_mut_ptr()));
     let ns = shards(par, b);
@@ -382,18 +381,17 @@ fn layer_forward(
                     };
                     packed_product(
                         rows.len(),
-                        a,
-                        h,
+                        Mat::rows(a, h),
                         packed,
                         g,
                         gh,
                         true,
-                        usize::MAX,
                         |g, p, r0, mr| {
                             let units = p * LANES..((p + 1) * LANES).min(h);
                             for r in r0..r0 + mr {
                                 gates::lstm_forward_units(
                                     &mut g[r * gh..][..gh],
+                                    bias,
                                     &c_prev[r * h..][..h],
                                     &mut c_new[r * h..][..h],
                                     &mut tc[r * h..][..h],
@@ -408,17 +406,20 @@ fn layer_forward(
                 Cell::Rnn(act) => {
                     packed_product(
                         rows.len(),
-                        a,
-                        h,
+                        Mat::rows(a, h),
                         packed,
                         h_new,
                         h,
                         true,
-                        usize::MAX,
                         |c, p, r0, mr| {
                             let units = p * NR..((p + 1) * NR).min(h);
                             for r in r0..r0 + mr {
-                                gates::rnn_forward_units(act, &mut c[r * h..][..h], units.clone());
+                                gates::rnn_forward_units(
+                                    act,
+                                    &mut c[r * h..][..h],
+                                    bias,
+                                    units.clone(),
+                                );
                             }
                         },
                     );
@@ -531,14 +532,15 @@ fn layer_backward(
 ) {
     let (h, i) = (shape.hidden, shape.layer_input(l));
     let (gh, bh) = (shape.cell.gates() * h, b * h);
+    let lstm = shape.cell == Cell::Lstm;
     let r = shape.layer_ranges(l);
     let (w_ih, w_hh) = (&params[r.w_ih], &params[r.w_hh]);
     copy_or_zero(&mut lw.dh, dh_n);
-    if shape.cell == Cell::Lstm {
+    if lstm {
         copy_or_zero(&mut lw.dc, dc_n);
     }
     // W_hh as the [G·H][H] right operand of dh_{t-1} = dG_t · W_hh.
-    lw.packed_bwd.pack(gh, contiguous_spans(h), w_hh, h, 1);
+    lw.packed_bwd.pack(gh, contiguous_spans(h), w_hh, h, 1, par);
 
     let packed = &lw.packed_bwd;
     let (dhp, dcp) = (SyncPtr(lw.dh.as_mut_ptr()), SyncPtr(lw.dc.as_mut_ptr()));
@@ -546,17 +548,25 @@ fn layer_backward(
         SyncPtr(lw.dgates.as_mut_ptr()),
         SyncPtr(lw.flow_rows.as_mut_ptr()),
     );
+    let dbp = SyncPtr(lw.db_rows.as_mut_ptr());
     let (gates, hs, cs, tcs) = (&lw.gates, &lw.hs, &lw.cs, &lw.tcs);
     let ns = shards(par, b);
     par.for_each_task(ns, |s| {
         let rows = split_range(b, ns, s);
-        // SAFETY: each task owns batch rows `rows` of dh, dc, dgates and flow_rows.
-        let (dh, dc) = unsafe { (rows_mut(dhp, b, h, 0, &rows), rows_mut(dcp, b, h, 0, &rows)) };
-        let dc = if shape.cell == Cell::Lstm {
-            dc
-        } else {
-            &mut [][..]
+        // SAFETY: each task owns batch rows `rows` of dh, dc, db_rows, dgates and flow_rows.
+        let (dh, dc, db) = unsafe {
+            let dc = if lstm {
+                rows_mut(dcp, b, h, 0, &rows)
+            } else {
+                &mut [][..]
+            };
+            (
+                rows_mut(dhp, b, h, 0, &rows),
+                dc,
+                rows_mut(dbp, b, gh, 0, &rows),
+            )
         };
+        db.fill(0.0);
         for step in (t0..t).rev() {
             // SAFETY: as above.
             let (dg, fl) = unsafe {
@@ -571,17 +581,15 @@ fn layer_backward(
                 let dhr = &mut dh[ri * h..][..h];
                 let dgr = &mut dg[ri * gh..][..gh];
                 match shape.cell {
-                    Cell::Lstm => gates::lstm_backward_units(
-                        &gates[at * gh..][..gh],
-                        &cs[at * h..][..h],
-                        &tcs[at * h..][..h],
-                        dyr,
-                        dhr,
-                        &mut dc[ri * h..][..h],
-                        dgr,
-                        h,
-                        0..h,
-                    ),
+                    Cell::Lstm => {
+                        let (g, c_prev, tc) = (
+                            &gates[at * gh..][..gh],
+                            &cs[at * h..][..h],
+                            &tcs[at * h..][..h],
+                        );
+                        let dcr = &mut dc[ri * h..][..h];
+                        gates::lstm_backward_units(g, c_prev, tc, dyr, dhr, dcr, dgr, h, 0..h);
+                    }
                     Cell::Rnn(act) => gates::rnn_backward_units(
                         act,
                         &hs[(at + b) * h..][..h],
@@ -592,19 +600,12 @@ fn layer_backward(
                     ),
                 }
                 fl[ri] = sum_squares(dhr);
+                // Per-row bias gradient, summed over steps in order; rows are summed in order below.
+                axpy(1.0, dgr, &mut db[ri * gh..][..gh]);
             }
             if step > t0 || t0 == 0 {
-                packed_product(
-                    rows.len(),
-                    dg,
-                    gh,
-                    packed,
-                    dh,
-                    h,
-                    false,
-                    KC,
-                    |_, _, _, _| {},
-                );
+                let a = Mat::rows(dg, gh);
+                packed_product(rows.len(), a, packed, dh, h, false, |_, _, _, _| {});
             }
         }
     });
@@ -637,42 +638,25 @@ fn layer_backward(
         gb_hh.fill(0.0);
         return;
     }
-    let dg_t = Mat::transposed(dg, gh);
-    gemm::sgemm(
-        gh,
-        n,
-        i,
-        dg_t,
-        Mat::rows(&x[t0 * b * i..], i),
-        0.0,
-        gw_ih,
-        i,
-        par,
-    );
-    gemm::sgemm(
-        gh,
-        n,
-        h,
-        dg_t,
-        Mat::rows(&lw.hs[t0 * bh..], h),
-        0.0,
-        gw_hh,
-        h,
-        par,
-    );
-    for row in dg.chunks_exact(gh) {
+    for row in lw.db_rows.chunks_exact(gh) {
         axpy(1.0, row, gb_ih);
     }
     gb_hh.copy_from_slice(gb_ih);
-    gemm::sgemm(
+    let dg_t = Mat::transposed(dg, gh);
+    lw.packed_cols
+        .pack(n, contiguous_spans(i), &x[t0 * b * i..], i, 1, par);
+    gemm(gh, dg_t, &lw.packed_cols, gw_ih, i, false, par);
+    lw.packed_cols
+        .pack(n, contiguous_spans(h), &lw.hs[t0 * bh..], h, 1, par);
+    gemm(gh, dg_t, &lw.packed_cols, gw_hh, h, false, par);
+    lw.packed_ih.pack(gh, contiguous_spans(i), w_ih, i, 1, par);
+    gemm(
         n,
-        gh,
-        i,
         Mat::rows(dg, gh),
-        Mat::rows(w_ih, i),
-        0.0,
+        &lw.packed_ih,
         &mut dx[t0 * b * i..],
         i,
+        false,
         par,
     );
 }

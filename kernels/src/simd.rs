@@ -47,7 +47,13 @@ pub fn load(s: &[f32], off: usize, n: usize) -> V {
 /// Stores the first `n <= LANES` lanes of `v` to `s[off..]`.
 #[inline(always)]
 pub fn store(s: &mut [f32], off: usize, n: usize, v: V) {
-    s[off..off + n].copy_from_slice(&v.as_array()[..n]);
+    if n == LANES {
+        // A constant length compiles to one vector store (a runtime one calls memmove).
+        let dst: &mut [f32; LANES] = (&mut s[off..off + LANES]).try_into().unwrap();
+        *dst = v.to_array();
+    } else {
+        s[off..off + n].copy_from_slice(&v.to_array()[..n]);
+    }
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;

@@ -1,11 +1,12 @@
-//! The packed recurrent product and the matrixmultiply wrapper against a naive f64 product, on
-//! shapes that hit and miss the 6-row tiles, 16-lane vectors, 64-column panels and K blocks.
+//! The packed microkernel (`packed_product`, `gemm`) and the matrixmultiply wrapper (`sgemm`)
+//! against a naive f64 product, on
+//! shapes that hit and miss the 6-row tiles, 16-lane vectors and 64-column panels.
 
 mod common;
 
 use common::Rng;
 use gradlab_kernels::gemm::{
-    contiguous_spans, gate_spans, packed_product, sgemm, Mat, PackedB, KC, LANES,
+    contiguous_spans, gate_spans, gemm, packed_product, sgemm, Mat, PackedB, LANES,
 };
 use gradlab_kernels::Par;
 
@@ -42,65 +43,52 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], k: usize, scale: f64) {
 }
 
 #[test]
-fn packed_product_matches_naive_for_contiguous_and_gate_layouts() {
+fn packed_product_matches_naive_for_both_source_layouts() {
     for rows in [1, 5, 6, 7, 13] {
-        for k in [1, 17, KC, KC + 3, 2 * KC + 1] {
+        // 2100 > 2048: K is blocked (see `k_block`).
+        for k in [0, 1, 17, 128, 259, 2100] {
             for n in SIZES {
                 let mut rng = Rng::new((rows * 7919 + k * 31 + n) as u64);
                 let a = rng.vec_f32(rows * k, 1.0);
-                // B stored transposed (N × K, the forward W_hh) and plain (K × N, the backward one).
+                // B stored transposed (N × K, like W_hh forward) and plain (K × N, like backward).
                 let bt = rng.vec_f32(n * k, 1.0);
+                let b: Vec<f32> = (0..k * n).map(|e| bt[(e % n) * k + e / n]).collect();
                 let c0 = rng.vec_f32(rows * n, 1.0);
                 let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
-                for (label, kc) in [("one K block", usize::MAX), ("K blocks", KC)] {
+                let want_acc: Vec<f64> = want
+                    .iter()
+                    .zip(&c0)
+                    .map(|(w, &c)| w + f64::from(c))
+                    .collect();
+                for (label, src, rs_k, cs_n) in
+                    [("N x K source", &bt, 1, k), ("K x N source", &b, n, 1)]
+                {
                     let mut pb = PackedB::default();
-                    pb.pack(k, contiguous_spans(n), &bt, 1, k);
-                    let mut c = c0.clone();
-                    let mut tiles = 0;
-                    packed_product(rows, &a, k, &pb, &mut c, n, false, kc, |_, _, _, mr| {
-                        tiles += mr
-                    });
-                    assert_close(
-                        &format!("contiguous {label} rows={rows} k={k} n={n}"),
-                        &c,
-                        &want,
-                        k,
-                        k as f64,
-                    );
-                    assert_eq!(
-                        tiles,
-                        rows * n.div_ceil(64),
-                        "the epilogue must see every row of every panel once"
-                    );
-                    // Accumulating adds to what C held.
-                    let mut c = c0.clone();
-                    packed_product(rows, &a, k, &pb, &mut c, n, true, kc, |_, _, _, _| {});
-                    let want_acc: Vec<f64> = want
-                        .iter()
-                        .zip(&c0)
-                        .map(|(w, &c)| w + f64::from(c))
-                        .collect();
-                    assert_close(
-                        &format!("accumulate {label} rows={rows} k={k} n={n}"),
-                        &c,
-                        &want_acc,
-                        k,
-                        k as f64 + 1.0,
-                    );
+                    pb.pack(k, contiguous_spans(n), src, rs_k, cs_n, Par::Seq);
+                    {
+                        let what = format!("{label} rows={rows} k={k} n={n}");
+                        let mut c = c0.clone();
+                        let mut tiles = 0;
+                        let am = Mat::rows(&a, k);
+                        packed_product(rows, am, &pb, &mut c, n, false, |_, _, _, mr| tiles += mr);
+                        assert_close(&what, &c, &want, k, k as f64);
+                        let tiles_want = rows * n.div_ceil(64);
+                        assert_eq!(
+                            tiles, tiles_want,
+                            "{what}: the epilogue must see each tile once"
+                        );
+                        // Accumulating adds to what C held.
+                        let mut c = c0.clone();
+                        packed_product(rows, am, &pb, &mut c, n, true, |_, _, _, _| {});
+                        assert_close(
+                            &format!("{what} accumulate"),
+                            &c,
+                            &want_acc,
+                            k,
+                            k as f64 + 1.0,
+                        );
+                    }
                 }
-                // The same B packed from its K × N form.
-                let b: Vec<f32> = (0..k * n).map(|e| bt[(e % n) * k + e / n]).collect();
-                let mut pb = PackedB::default();
-                pb.pack(k, contiguous_spans(n), &b, n, 1);
-                let mut c = c0.clone();
-                packed_product(rows, &a, k, &pb, &mut c, n, false, KC, |_, _, _, _| {});
-                assert_close(
-                    &format!("K x N source rows={rows} k={k} n={n}"),
-                    &c,
-                    &want,
-                    k,
-                    k as f64,
-                );
             }
         }
     }
@@ -114,7 +102,7 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
         let (a, bt) = (rng.vec_f32(rows * k, 1.0), rng.vec_f32(n * k, 1.0));
         let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
         let mut pb = PackedB::default();
-        pb.pack(k, gate_spans(h), &bt, 1, k);
+        pb.pack(k, gate_spans(h), &bt, 1, k, Par::Seq);
         assert_eq!(pb.panels(), h.div_ceil(LANES));
         for p in 0..pb.panels() {
             let units: Vec<usize> = pb.spans(p).iter().map(|s| s.start % h).collect();
@@ -126,13 +114,11 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
         let mut c = vec![f32::NAN; rows * n];
         packed_product(
             rows,
-            &a,
-            k,
+            Mat::rows(&a, k),
             &pb,
             &mut c,
             n,
             false,
-            usize::MAX,
             |_, _, _, _| {},
         );
         assert_close(&format!("gate layout h={h}"), &c, &want, k, k as f64);
@@ -140,16 +126,19 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
 }
 
 #[test]
-fn sgemm_matches_naive_with_transposed_operands() {
+fn gemm_and_sgemm_match_naive_with_transposed_operands() {
     for m in SIZES {
-        for k in [1, 3, 17, 64] {
-            for n in [1, 16, 33] {
+        // 700 > KC: a strided A is blocked (see `k_block`).
+        for k in [1, 3, 17, 64, 700] {
+            for n in [1, 16, 33, 70] {
                 let mut rng = Rng::new((m * 1000 + k * 10 + n) as u64);
                 let a = rng.vec_f32(m * k, 1.0);
                 let b = rng.vec_f32(k * n, 1.0);
-                // Aᵀ stored row-major as K × M, B as K × N.
+                // Aᵀ stored row-major as K × M (like dGᵀ in dW = dGᵀ X), B as K × N.
                 let at: Vec<f32> = (0..k * m).map(|e| a[(e % m) * k + e / m]).collect();
                 let want = naive(m, k, n, |i, p| a[i * k + p], |p, j| b[p * n + j]);
+                let mut pb = PackedB::default();
+                pb.pack(k, contiguous_spans(n), &b, n, 1, Par::Seq);
                 for (label, am) in [("A", Mat::rows(&a, k)), ("Aᵀ", Mat::transposed(&at, m))] {
                     let mut c = vec![f32::NAN; m * n];
                     sgemm(m, k, n, am, Mat::rows(&b, n), 0.0, &mut c, n, Par::Seq);
@@ -160,6 +149,17 @@ fn sgemm_matches_naive_with_transposed_operands() {
                         k,
                         k as f64,
                     );
+                    for par in [Par::Seq, Par::rayon(3)] {
+                        let mut c = vec![f32::NAN; m * n];
+                        gemm(m, am, &pb, &mut c, n, false, par);
+                        assert_close(
+                            &format!("gemm {label} {par:?} m={m} k={k} n={n}"),
+                            &c,
+                            &want,
+                            k,
+                            k as f64,
+                        );
+                    }
                 }
             }
         }
@@ -167,7 +167,7 @@ fn sgemm_matches_naive_with_transposed_operands() {
 }
 
 #[test]
-fn sgemm_is_bit_identical_for_any_thread_count() {
+fn gemm_and_sgemm_are_bit_identical_for_any_thread_count() {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
@@ -175,8 +175,10 @@ fn sgemm_is_bit_identical_for_any_thread_count() {
     let (m, k, n) = (203, 77, 45);
     let mut rng = Rng::new(1);
     let (a, b) = (rng.vec_f32(m * k, 1.0), rng.vec_f32(k * n, 1.0));
+    let mut pb = PackedB::default();
+    pb.pack(k, contiguous_spans(n), &b, n, 1, Par::Seq);
     let run = |par: Par| {
-        let mut c = vec![0.0; m * n];
+        let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
         sgemm(
             m,
             k,
@@ -184,18 +186,19 @@ fn sgemm_is_bit_identical_for_any_thread_count() {
             Mat::rows(&a, k),
             Mat::rows(&b, n),
             0.0,
-            &mut c,
+            &mut c1,
             n,
             par,
         );
-        c.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+        gemm(m, Mat::rows(&a, k), &pb, &mut c2, n, false, par);
+        [c1, c2].map(|c| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
     };
     let seq = run(Par::Seq);
     for t in [2, 3, 4, 7] {
         assert_eq!(
             pool.install(|| run(Par::rayon(t))),
             seq,
-            "sgemm with {t} tasks differs from Seq"
+            "{t} tasks differ from Seq"
         );
     }
 }

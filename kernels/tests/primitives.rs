@@ -219,10 +219,10 @@ fn gate_kernels_equal_their_scalar_twins() {
         // Whole rows and an inner range that starts and ends off the vector grid.
         for units in [0..h, h / 3..h - h / 4] {
             for act in [Activation::Tanh, Activation::Relu] {
-                let pre = rng.vec_f32(h, 3.0);
+                let (pre, bias) = (rng.vec_f32(h, 3.0), rng.vec_f32(h, 1.0));
                 let (mut a, mut b) = (pre.clone(), pre.clone());
-                gates::rnn_forward_units(act, &mut a, units.clone());
-                gates::rnn_forward_units_scalar(act, &mut b, units.clone());
+                gates::rnn_forward_units(act, &mut a, &bias, units.clone());
+                gates::rnn_forward_units_scalar(act, &mut b, &bias, units.clone());
                 assert!(same_bits(&a, &b), "rnn forward {act:?} H={h} {units:?}");
                 let (dy, dh) = (rng.vec_f32(h, 1.0), rng.vec_f32(h, 1.0));
                 let (mut dh1, mut dh2, mut g1, mut g2) =
@@ -234,12 +234,13 @@ fn gate_kernels_equal_their_scalar_twins() {
                     "rnn backward {act:?} H={h} {units:?}"
                 );
             }
-            let pre = rng.vec_f32(4 * h, 4.0);
+            let (pre, bias) = (rng.vec_f32(4 * h, 4.0), rng.vec_f32(4 * h, 1.0));
             let c_prev = rng.vec_f32(h, 2.0);
             let mut s1 = (pre.clone(), vec![0.0; h], vec![0.0; h], vec![0.0; h]);
             let mut s2 = s1.clone();
             gates::lstm_forward_units(
                 &mut s1.0,
+                &bias,
                 &c_prev,
                 &mut s1.1,
                 &mut s1.2,
@@ -249,6 +250,7 @@ fn gate_kernels_equal_their_scalar_twins() {
             );
             gates::lstm_forward_units_scalar(
                 &mut s2.0,
+                &bias,
                 &c_prev,
                 &mut s2.1,
                 &mut s2.2,
