@@ -6,7 +6,10 @@
 
 use std::ops::Range;
 
-use crate::simd::{fmadd, load, sigmoid_s, sigmoid_v, store, tanh_s, tanh_v, LANES, V};
+use crate::simd::{
+    exp_n, fmadd, load_n, sigmoid_from_exp, sigmoid_s, store_n, tanh_exp_arg, tanh_from_exp,
+    tanh_s, tanh_v, LANES, V,
+};
 
 /// Non-linearity of a vanilla RNN (`tanh` as in Elman nets, `relu` as in IRNN).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,13 +43,21 @@ fn relu_s(x: f32) -> f32 {
 /// Vanilla RNN forward: `h[j] = act(h[j] + bias[j])` in place (on entry `h` holds the products
 /// `W_ih x + W_hh h`, `bias` is `b_ih + b_hh`).
 pub fn rnn_forward_units(act: Activation, h: &mut [f32], bias: &[f32], units: Range<usize>) {
-    for (j, n) in chunks(units) {
-        let x = load(h, j, n) + load(bias, j, n);
+    #[inline(always)]
+    fn chunk<const FULL: bool>(act: Activation, h: &mut [f32], bias: &[f32], j: usize, n: usize) {
+        let x = load_n::<FULL>(h, j, n) + load_n::<FULL>(bias, j, n);
         let y = match act {
             Activation::Tanh => tanh_v(x),
             Activation::Relu => relu_v(x),
         };
-        store(h, j, n, y);
+        store_n::<FULL>(h, j, n, y);
+    }
+    for (j, n) in chunks(units) {
+        if n == LANES {
+            chunk::<true>(act, h, bias, j, n);
+        } else {
+            chunk::<false>(act, h, bias, j, n);
+        }
     }
 }
 
@@ -71,15 +82,31 @@ pub fn rnn_backward_units(
     dpre: &mut [f32],
     units: Range<usize>,
 ) {
-    for (j, n) in chunks(units) {
-        let d = load(dy, j, n) + load(dh, j, n);
-        let hv = load(h, j, n);
+    #[inline(always)]
+    fn chunk<const FULL: bool>(
+        act: Activation,
+        h: &[f32],
+        dy: &[f32],
+        dh: &mut [f32],
+        dpre: &mut [f32],
+        j: usize,
+        n: usize,
+    ) {
+        let d = load_n::<FULL>(dy, j, n) + load_n::<FULL>(dh, j, n);
+        let hv = load_n::<FULL>(h, j, n);
         let g = match act {
             Activation::Tanh => d * (V::splat(1.0) - hv * hv),
             Activation::Relu => hv.simd_gt(V::ZERO).select(d, V::ZERO),
         };
-        store(dh, j, n, d);
-        store(dpre, j, n, g);
+        store_n::<FULL>(dh, j, n, d);
+        store_n::<FULL>(dpre, j, n, g);
+    }
+    for (j, n) in chunks(units) {
+        if n == LANES {
+            chunk::<true>(act, h, dy, dh, dpre, j, n);
+        } else {
+            chunk::<false>(act, h, dy, dh, dpre, j, n);
+        }
     }
 }
 
@@ -108,9 +135,115 @@ pub fn rnn_backward_units_scalar(
     }
 }
 
-/// LSTM forward of one step. On entry `gates` holds the products `W_ih x + W_hh h` of
-/// `[i | f | g | o]` and `bias` is `b_ih + b_hh`; on exit `gates` holds the activations.
-/// Writes `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc`.
+/// The exponentials an LSTM step needs from its pre-activations `[i, f, g, o]`.
+#[inline(always)]
+fn lstm_exp_args(p: [V; 4]) -> [V; 4] {
+    [-p[0], -p[1], tanh_exp_arg(p[2]), -p[3]]
+}
+
+/// The activations `[i, f, g, o]` from the pre-activations and their exponentials.
+#[inline(always)]
+fn lstm_activations(p: [V; 4], e: [V; 4]) -> [V; 4] {
+    [
+        sigmoid_from_exp(e[0]),
+        sigmoid_from_exp(e[1]),
+        tanh_from_exp(p[2], e[2]),
+        sigmoid_from_exp(e[3]),
+    ]
+}
+
+/// Where one 16-unit chunk of one LSTM row lives: gate g of the row at `gate + g * hidden` (its
+/// bias at `unit + g * hidden`), its states at `state`; all 16 lanes valid if `FULL`, else `n`.
+#[derive(Clone, Copy)]
+struct LstmChunk<const FULL: bool> {
+    gate: usize,
+    unit: usize,
+    state: usize,
+    hidden: usize,
+    n: usize,
+}
+
+impl<const FULL: bool> LstmChunk<FULL> {
+    #[inline(always)]
+    fn pre(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
+        std::array::from_fn(|g| {
+            let off = g * self.hidden;
+            load_n::<FULL>(gates, self.gate + off, self.n)
+                + load_n::<FULL>(bias, self.unit + off, self.n)
+        })
+    }
+
+    #[inline(always)]
+    fn cell(self, act: [V; 4], c_prev: &[f32]) -> V {
+        act[1].mul_add(load_n::<FULL>(c_prev, self.state, self.n), act[0] * act[2])
+    }
+
+    #[inline(always)]
+    fn put(self, out: &mut LstmOut<'_>, act: [V; 4], cn: V, t: V) {
+        for (g, &a) in act.iter().enumerate() {
+            store_n::<FULL>(out.gates, self.gate + g * self.hidden, self.n, a);
+        }
+        store_n::<FULL>(out.c, self.state, self.n, cn);
+        store_n::<FULL>(out.tc, self.state, self.n, t);
+        store_n::<FULL>(out.h, self.state, self.n, act[3] * t);
+    }
+}
+
+/// What an LSTM step writes.
+struct LstmOut<'a> {
+    gates: &'a mut [f32],
+    c: &'a mut [f32],
+    tc: &'a mut [f32],
+    h: &'a mut [f32],
+}
+
+/// One 16-unit chunk (`j`, `n` lanes) of `rows` rows, two rows at a time.
+#[inline(always)]
+fn lstm_forward_chunk<const FULL: bool>(
+    out: &mut LstmOut<'_>,
+    bias: &[f32],
+    c_prev: &[f32],
+    hidden: usize,
+    rows: usize,
+    (j, n): (usize, usize),
+) {
+    let at = |r: usize| LstmChunk::<FULL> {
+        gate: r * 4 * hidden + j,
+        unit: j,
+        state: r * hidden + j,
+        hidden,
+        n,
+    };
+    let mut r = 0;
+    while r + 2 <= rows {
+        let (k0, k1) = (at(r), at(r + 1));
+        let (p0, p1) = (k0.pre(out.gates, bias), k1.pre(out.gates, bias));
+        let (a0, a1) = (lstm_exp_args(p0), lstm_exp_args(p1));
+        let e = exp_n([a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3]]);
+        let act0 = lstm_activations(p0, [e[0], e[1], e[2], e[3]]);
+        let act1 = lstm_activations(p1, [e[4], e[5], e[6], e[7]]);
+        let (c0, c1) = (k0.cell(act0, c_prev), k1.cell(act1, c_prev));
+        let [t0, t1] = exp_n([tanh_exp_arg(c0), tanh_exp_arg(c1)]);
+        k0.put(out, act0, c0, tanh_from_exp(c0, t0));
+        k1.put(out, act1, c1, tanh_from_exp(c1, t1));
+        r += 2;
+    }
+    if r < rows {
+        let k0 = at(r);
+        let p0 = k0.pre(out.gates, bias);
+        let act0 = lstm_activations(p0, exp_n(lstm_exp_args(p0)));
+        let c0 = k0.cell(act0, c_prev);
+        k0.put(out, act0, c0, tanh_v(c0));
+    }
+}
+
+/// LSTM forward of one step for `rows` batch rows (row r of `gates` at `r * 4 * hidden`, of the
+/// states at `r * hidden`) and hidden units `units`.
+///
+/// On entry `gates` holds the products `W_ih x + W_hh h` of `[i | f | g | o]` and `bias` is
+/// `b_ih + b_hh`; on exit `gates` holds the activations. Writes `c = f*c_prev + i*g`,
+/// `tc = tanh(c)` and `h = o*tc`. Rows are processed in pairs so that the dependency chains of
+/// two rows interleave (one row alone is latency-bound).
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_forward_units(
     gates: &mut [f32],
@@ -120,24 +253,16 @@ pub fn lstm_forward_units(
     tc: &mut [f32],
     h: &mut [f32],
     hidden: usize,
+    rows: usize,
     units: Range<usize>,
 ) {
-    let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
+    let mut out = LstmOut { gates, c, tc, h };
     for (j, n) in chunks(units) {
-        let pre = |at: usize| load(gates, at, n) + load(bias, at, n);
-        let i = sigmoid_v(pre(j));
-        let f = sigmoid_v(pre(ho + j));
-        let g = tanh_v(pre(go + j));
-        let o = sigmoid_v(pre(oo + j));
-        let cn = f.mul_add(load(c_prev, j, n), i * g);
-        let t = tanh_v(cn);
-        store(gates, j, n, i);
-        store(gates, ho + j, n, f);
-        store(gates, go + j, n, g);
-        store(gates, oo + j, n, o);
-        store(c, j, n, cn);
-        store(tc, j, n, t);
-        store(h, j, n, o * t);
+        if n == LANES {
+            lstm_forward_chunk::<true>(&mut out, bias, c_prev, hidden, rows, (j, n));
+        } else {
+            lstm_forward_chunk::<false>(&mut out, bias, c_prev, hidden, rows, (j, n));
+        }
     }
 }
 
@@ -151,18 +276,23 @@ pub fn lstm_forward_units_scalar(
     tc: &mut [f32],
     h: &mut [f32],
     hidden: usize,
+    rows: usize,
     units: Range<usize>,
 ) {
     let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
-    for j in units {
-        let i = sigmoid_s(gates[j] + bias[j]);
-        let f = sigmoid_s(gates[ho + j] + bias[ho + j]);
-        let g = tanh_s(gates[go + j] + bias[go + j]);
-        let o = sigmoid_s(gates[oo + j] + bias[oo + j]);
-        let cn = fmadd(f, c_prev[j], i * g);
-        let t = tanh_s(cn);
-        (gates[j], gates[ho + j], gates[go + j], gates[oo + j]) = (i, f, g, o);
-        (c[j], tc[j], h[j]) = (cn, t, o * t);
+    for r in 0..rows {
+        let g_row = &mut gates[r * 4 * hidden..][..4 * hidden];
+        for j in units.clone() {
+            let i = sigmoid_s(g_row[j] + bias[j]);
+            let f = sigmoid_s(g_row[ho + j] + bias[ho + j]);
+            let g = tanh_s(g_row[go + j] + bias[go + j]);
+            let o = sigmoid_s(g_row[oo + j] + bias[oo + j]);
+            let at = r * hidden + j;
+            let cn = fmadd(f, c_prev[at], i * g);
+            let t = tanh_s(cn);
+            (g_row[j], g_row[ho + j], g_row[go + j], g_row[oo + j]) = (i, f, g, o);
+            (c[at], tc[at], h[at]) = (cn, t, o * t);
+        }
     }
 }
 
@@ -184,20 +314,40 @@ pub fn lstm_backward_units(
     hidden: usize,
     units: Range<usize>,
 ) {
-    let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
-    let one = V::splat(1.0);
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn chunk<const FULL: bool>(
+        (gates, c_prev, tc, dy): (&[f32], &[f32], &[f32], &[f32]),
+        dh: &mut [f32],
+        dc: &mut [f32],
+        dgates: &mut [f32],
+        hidden: usize,
+        j: usize,
+        n: usize,
+    ) {
+        let (ld, one) = (
+            |s: &[f32], at: usize| load_n::<FULL>(s, at, n),
+            V::splat(1.0),
+        );
+        let (ho, go, oo) = (hidden + j, 2 * hidden + j, 3 * hidden + j);
+        let (i, f, g, o) = (ld(gates, j), ld(gates, ho), ld(gates, go), ld(gates, oo));
+        let t = ld(tc, j);
+        let d = ld(dy, j) + ld(dh, j);
+        let dct = (d * o).mul_add(one - t * t, ld(dc, j));
+        store_n::<FULL>(dgates, j, n, dct * g * i * (one - i));
+        store_n::<FULL>(dgates, ho, n, dct * ld(c_prev, j) * f * (one - f));
+        store_n::<FULL>(dgates, go, n, dct * i * (one - g * g));
+        store_n::<FULL>(dgates, oo, n, d * t * o * (one - o));
+        store_n::<FULL>(dh, j, n, d);
+        store_n::<FULL>(dc, j, n, dct * f);
+    }
+    let inputs = (gates, c_prev, tc, dy);
     for (j, n) in chunks(units) {
-        let (i, f) = (load(gates, j, n), load(gates, ho + j, n));
-        let (g, o) = (load(gates, go + j, n), load(gates, oo + j, n));
-        let t = load(tc, j, n);
-        let d = load(dy, j, n) + load(dh, j, n);
-        let dct = (d * o).mul_add(one - t * t, load(dc, j, n));
-        store(dgates, j, n, dct * g * i * (one - i));
-        store(dgates, ho + j, n, dct * load(c_prev, j, n) * f * (one - f));
-        store(dgates, go + j, n, dct * i * (one - g * g));
-        store(dgates, oo + j, n, d * t * o * (one - o));
-        store(dh, j, n, d);
-        store(dc, j, n, dct * f);
+        if n == LANES {
+            chunk::<true>(inputs, dh, dc, dgates, hidden, j, n);
+        } else {
+            chunk::<false>(inputs, dh, dc, dgates, hidden, j, n);
+        }
     }
 }
 

@@ -388,18 +388,17 @@ fn layer_forward(
                         true,
                         |g, p, r0, mr| {
                             let units = p * LANES..((p + 1) * LANES).min(h);
-                            for r in r0..r0 + mr {
-                                gates::lstm_forward_units(
-                                    &mut g[r * gh..][..gh],
-                                    bias,
-                                    &c_prev[r * h..][..h],
-                                    &mut c_new[r * h..][..h],
-                                    &mut tc[r * h..][..h],
-                                    &mut h_new[r * h..][..h],
-                                    h,
-                                    units.clone(),
-                                );
-                            }
+                            gates::lstm_forward_units(
+                                &mut g[r0 * gh..],
+                                bias,
+                                &c_prev[r0 * h..],
+                                &mut c_new[r0 * h..],
+                                &mut tc[r0 * h..],
+                                &mut h_new[r0 * h..],
+                                h,
+                                mr,
+                                units,
+                            );
                         },
                     );
                 }

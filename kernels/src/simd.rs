@@ -12,6 +12,8 @@
 //! above ln(f32::MAX) and 0 below ln(f32::MIN_POSITIVE) (no subnormal results); `tanh(±inf) = ±1`,
 //! `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0` exactly; NaN propagates.
 
+use std::array::from_fn;
+
 use wide::{f32x16, i32x16};
 
 /// The vector type of every kernel.
@@ -36,6 +38,18 @@ pub fn fmadd(a: f32, b: f32, c: f32) -> f32 {
 #[inline(always)]
 pub fn load(s: &[f32], off: usize, n: usize) -> V {
     if n == LANES {
+        load_n::<true>(s, off, n)
+    } else {
+        load_n::<false>(s, off, n)
+    }
+}
+
+/// [`load`] with the full/partial decision made at compile time: hot loops decide once per
+/// chunk, so their full-vector body has no branch and no call (a call clobbers every vector
+/// register and forces spills even when it is not taken).
+#[inline(always)]
+pub fn load_n<const FULL: bool>(s: &[f32], off: usize, n: usize) -> V {
+    if FULL {
         V::new(s[off..off + LANES].try_into().unwrap())
     } else {
         let mut a = [0.0; LANES];
@@ -48,6 +62,16 @@ pub fn load(s: &[f32], off: usize, n: usize) -> V {
 #[inline(always)]
 pub fn store(s: &mut [f32], off: usize, n: usize, v: V) {
     if n == LANES {
+        store_n::<true>(s, off, n, v)
+    } else {
+        store_n::<false>(s, off, n, v)
+    }
+}
+
+/// [`store`] with the full/partial decision made at compile time (see [`load_n`]).
+#[inline(always)]
+pub fn store_n<const FULL: bool>(s: &mut [f32], off: usize, n: usize, v: V) {
+    if FULL {
         // A constant length compiles to one vector store (a runtime one calls memmove).
         let dst: &mut [f32; LANES] = (&mut s[off..off + LANES]).try_into().unwrap();
         *dst = v.to_array();
@@ -83,25 +107,36 @@ const TANH_P: [f32; 5] = [
     -3.333_328e-1,
 ];
 
-/// e^x for every lane (see the module docs for range and accuracy).
+/// e^x for every lane of `R` vectors (see the module docs for range and accuracy).
+///
+/// Each step is applied to all `R` vectors before the next, so `R` independent dependency chains
+/// interleave in the instruction stream: one chain alone is latency-bound (about 3x slower).
+#[inline(always)]
+pub fn exp_n<const R: usize>(x: [V; R]) -> [V; R] {
+    let k: [V; R] = from_fn(|r| x[r].mul_add(V::splat(LOG2E), V::splat(0.5)).floor());
+    // k can reach 128 just below EXP_HI; scale by 2^(k-1) * 2 there so 2^k stays representable.
+    let top: [V; R] = from_fn(|r| k[r].simd_gt(V::splat(127.0)) & V::splat(1.0));
+    let red: [V; R] = from_fn(|r| (-k[r]).mul_add(V::splat(LN2_HI), x[r]));
+    let red: [V; R] = from_fn(|r| (-k[r]).mul_add(V::splat(LN2_LO), red[r]));
+    let mut p = [V::splat(EXP_P[0]); R];
+    for &c in &EXP_P[1..] {
+        p = from_fn(|r| p[r].mul_add(red[r], V::splat(c)));
+    }
+    let p: [V; R] = from_fn(|r| p[r].mul_add(red[r] * red[r], red[r]) + V::splat(1.0));
+    from_fn(|r| {
+        let bits: i32x16 = ((k[r] - top[r]).round_int() + i32x16::splat(127)) << 23;
+        let y = p[r] * wide::bytemuck::cast::<i32x16, V>(bits) * (V::splat(1.0) + top[r]);
+        let y = x[r]
+            .simd_gt(V::splat(EXP_HI))
+            .select(V::splat(f32::INFINITY), y);
+        x[r].simd_lt(V::splat(EXP_LO)).select(V::ZERO, y)
+    })
+}
+
+/// e^x for every lane.
 #[inline(always)]
 pub fn exp_v(x: V) -> V {
-    let k = x.mul_add(V::splat(LOG2E), V::splat(0.5)).floor();
-    // k can reach 128 just below EXP_HI; scale by 2^(k-1) * 2 there so 2^k stays representable.
-    let top = k.simd_gt(V::splat(127.0)) & V::splat(1.0);
-    let r = (-k).mul_add(V::splat(LN2_HI), x);
-    let r = (-k).mul_add(V::splat(LN2_LO), r);
-    let mut p = V::splat(EXP_P[0]);
-    for &c in &EXP_P[1..] {
-        p = p.mul_add(r, V::splat(c));
-    }
-    let p = p.mul_add(r * r, r) + V::splat(1.0);
-    let bits: i32x16 = ((k - top).round_int() + i32x16::splat(127)) << 23;
-    let y = p * wide::bytemuck::cast::<i32x16, V>(bits) * (V::splat(1.0) + top);
-    let y = x
-        .simd_gt(V::splat(EXP_HI))
-        .select(V::splat(f32::INFINITY), y);
-    x.simd_lt(V::splat(EXP_LO)).select(V::ZERO, y)
+    exp_n([x])[0]
 }
 
 /// Scalar twin of [`exp_v`].
@@ -128,10 +163,16 @@ pub fn exp_s(x: f32) -> f32 {
     }
 }
 
+/// Logistic sigmoid from `e = exp(-x)`: 1 / (1 + e).
+#[inline(always)]
+pub fn sigmoid_from_exp(e: V) -> V {
+    V::splat(1.0) / (V::splat(1.0) + e)
+}
+
 /// Logistic sigmoid 1 / (1 + e^-x).
 #[inline(always)]
 pub fn sigmoid_v(x: V) -> V {
-    V::splat(1.0) / (V::splat(1.0) + exp_v(-x))
+    sigmoid_from_exp(exp_v(-x))
 }
 
 /// Scalar twin of [`sigmoid_v`].
@@ -140,20 +181,32 @@ pub fn sigmoid_s(x: f32) -> f32 {
     1.0 / (1.0 + exp_s(-x))
 }
 
-/// Hyperbolic tangent: an odd polynomial near 0, 1 - 2 / (e^{2|x|} + 1) elsewhere.
+/// The argument of the exponential that [`tanh_from_exp`] needs: 2|x|.
 #[inline(always)]
-pub fn tanh_v(x: V) -> V {
+pub fn tanh_exp_arg(x: V) -> V {
+    let ax = x.abs();
+    ax + ax
+}
+
+/// Hyperbolic tangent from `e = exp(2|x|)`: an odd polynomial for |x| < 0.625, and
+/// sign(x) (1 - 2 / (e + 1)) elsewhere.
+#[inline(always)]
+pub fn tanh_from_exp(x: V, e: V) -> V {
     let z = x * x;
     let mut p = V::splat(TANH_P[0]);
     for &c in &TANH_P[1..] {
         p = p.mul_add(z, V::splat(c));
     }
     let small = (p * z).mul_add(x, x);
-    let ax = x.abs();
-    let e = exp_v(ax + ax);
     let large = V::splat(1.0) - V::splat(2.0) / (e + V::splat(1.0));
     let large = large | (x & V::splat(-0.0));
-    ax.simd_lt(V::splat(TANH_SMALL)).select(small, large)
+    x.abs().simd_lt(V::splat(TANH_SMALL)).select(small, large)
+}
+
+/// Hyperbolic tangent.
+#[inline(always)]
+pub fn tanh_v(x: V) -> V {
+    tanh_from_exp(x, exp_v(tanh_exp_arg(x)))
 }
 
 /// Scalar twin of [`tanh_v`].

@@ -212,6 +212,40 @@ fn blas1_kernels_equal_their_scalar_twins() {
     }
 }
 
+/// LSTM forward state: gates, c, tanh(c), h.
+type LstmState = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn lstm_forward_both(
+    pre: &[f32],
+    bias: &[f32],
+    c_prev: &[f32],
+    h: usize,
+    rows: usize,
+    units: std::ops::Range<usize>,
+) -> [LstmState; 2] {
+    let zeros = vec![0.0; rows * h];
+    let mut out = [
+        (pre.to_vec(), zeros.clone(), zeros.clone(), zeros.clone()),
+        (pre.to_vec(), zeros.clone(), zeros.clone(), zeros),
+    ];
+    let [v, s] = &mut out;
+    gates::lstm_forward_units(
+        &mut v.0,
+        bias,
+        c_prev,
+        &mut v.1,
+        &mut v.2,
+        &mut v.3,
+        h,
+        rows,
+        units.clone(),
+    );
+    gates::lstm_forward_units_scalar(
+        &mut s.0, bias, c_prev, &mut s.1, &mut s.2, &mut s.3, h, rows, units,
+    );
+    out
+}
+
 #[test]
 fn gate_kernels_equal_their_scalar_twins() {
     for h in [1, 7, 15, 16, 17, 33, 127] {
@@ -226,7 +260,7 @@ fn gate_kernels_equal_their_scalar_twins() {
                 assert!(same_bits(&a, &b), "rnn forward {act:?} H={h} {units:?}");
                 let (dy, dh) = (rng.vec_f32(h, 1.0), rng.vec_f32(h, 1.0));
                 let (mut dh1, mut dh2, mut g1, mut g2) =
-                    (dh.clone(), dh.clone(), vec![0.0; h], vec![0.0; h]);
+                    (dh.clone(), dh, vec![0.0; h], vec![0.0; h]);
                 gates::rnn_backward_units(act, &a, &dy, &mut dh1, &mut g1, units.clone());
                 gates::rnn_backward_units_scalar(act, &a, &dy, &mut dh2, &mut g2, units.clone());
                 assert!(
@@ -234,36 +268,30 @@ fn gate_kernels_equal_their_scalar_twins() {
                     "rnn backward {act:?} H={h} {units:?}"
                 );
             }
-            let (pre, bias) = (rng.vec_f32(4 * h, 4.0), rng.vec_f32(4 * h, 1.0));
+            // Rows come in pairs whose dependency chains interleave, and an odd one at the end.
+            for rows in [1, 2, 3, 5] {
+                let (pre, bias) = (rng.vec_f32(rows * 4 * h, 4.0), rng.vec_f32(4 * h, 1.0));
+                let c_prev = rng.vec_f32(rows * h, 2.0);
+                let [v, s] = lstm_forward_both(&pre, &bias, &c_prev, h, rows, units.clone());
+                let same = same_bits(&v.0, &s.0)
+                    && same_bits(&v.1, &s.1)
+                    && same_bits(&v.2, &s.2)
+                    && same_bits(&v.3, &s.3);
+                assert!(same, "lstm forward H={h} rows={rows} {units:?}");
+                let outside =
+                    v.1.iter()
+                        .enumerate()
+                        .all(|(e, &c)| units.contains(&(e % h)) || c == 0.0);
+                assert!(outside, "lstm forward wrote outside {units:?}");
+            }
             let c_prev = rng.vec_f32(h, 2.0);
-            let mut s1 = (pre.clone(), vec![0.0; h], vec![0.0; h], vec![0.0; h]);
-            let mut s2 = s1.clone();
-            gates::lstm_forward_units(
-                &mut s1.0,
-                &bias,
+            let [fwd, _] = lstm_forward_both(
+                &rng.vec_f32(4 * h, 4.0),
+                &rng.vec_f32(4 * h, 1.0),
                 &c_prev,
-                &mut s1.1,
-                &mut s1.2,
-                &mut s1.3,
                 h,
-                units.clone(),
-            );
-            gates::lstm_forward_units_scalar(
-                &mut s2.0,
-                &bias,
-                &c_prev,
-                &mut s2.1,
-                &mut s2.2,
-                &mut s2.3,
-                h,
-                units.clone(),
-            );
-            assert!(
-                same_bits(&s1.0, &s2.0)
-                    && same_bits(&s1.1, &s2.1)
-                    && same_bits(&s1.2, &s2.2)
-                    && same_bits(&s1.3, &s2.3),
-                "lstm forward H={h} {units:?}"
+                1,
+                0..h,
             );
             let (dy, dh, dc) = (
                 rng.vec_f32(h, 1.0),
@@ -272,10 +300,11 @@ fn gate_kernels_equal_their_scalar_twins() {
             );
             let mut b1 = (dh.clone(), dc.clone(), vec![0.0; 4 * h]);
             let mut b2 = b1.clone();
+            let (g, tc) = (&fwd.0, &fwd.2);
             gates::lstm_backward_units(
-                &s1.0,
+                g,
                 &c_prev,
-                &s1.2,
+                tc,
                 &dy,
                 &mut b1.0,
                 &mut b1.1,
@@ -284,9 +313,9 @@ fn gate_kernels_equal_their_scalar_twins() {
                 units.clone(),
             );
             gates::lstm_backward_units_scalar(
-                &s1.0,
+                g,
                 &c_prev,
-                &s1.2,
+                tc,
                 &dy,
                 &mut b2.0,
                 &mut b2.1,
@@ -294,17 +323,9 @@ fn gate_kernels_equal_their_scalar_twins() {
                 h,
                 units.clone(),
             );
-            assert!(
-                same_bits(&b1.0, &b2.0) && same_bits(&b1.1, &b2.1) && same_bits(&b1.2, &b2.2),
-                "lstm backward H={h} {units:?}"
-            );
-            // Units outside the range are untouched.
-            assert!(
-                s1.1.iter()
-                    .enumerate()
-                    .all(|(j, &c)| units.contains(&j) || c == 0.0),
-                "lstm forward wrote outside {units:?}"
-            );
+            let same =
+                same_bits(&b1.0, &b2.0) && same_bits(&b1.1, &b2.1) && same_bits(&b1.2, &b2.2);
+            assert!(same, "lstm backward H={h} {units:?}");
         }
     }
 }
