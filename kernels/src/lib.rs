@@ -10,7 +10,10 @@
 //! - [`reference`]: a plain scalar implementation, generic over f32/f64, that the tests check the
 //!   kernels and finite differences against.
 //!
-//! This is the only crate of the workspace with `unsafe`; every block says why it is sound.
+//! This is the only crate of the workspace with `unsafe`; every block says why it is sound
+//! (enforced by clippy).
+
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
 pub mod gates;

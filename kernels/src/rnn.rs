@@ -366,8 +366,12 @@ fn layer_forward(
         for step in 0..t {
             // SAFETY: each task owns batch rows `rows` of every buffer; within a task the slices
             // below are different steps (slots) of their buffers, so none overlap.
-            let a: &[f32] = unsafe { rows_mut(hs, b, h, step, &rows) };
-            let h_new = unsafe { rows_mut(hs, b, h, step + 1, &rows) };
+            let (a, h_new) = unsafe {
+                (
+                    rows_mut(hs, b, h, step, &rows) as &[f32],
+                    rows_mut(hs, b, h, step + 1, &rows),
+                )
+            };
             match shape.cell {
                 Cell::Lstm => {
                     // SAFETY: as above.
