@@ -1,10 +1,10 @@
 //! `gradlab bench`: forward+backward of the benchmark shapes, timed against a 1024³ sgemm.
 //!
 //! Each figure is the median of `--repeats` timed runs after warm-up runs. The reference is a
-//! 1024 × 1024 × 1024 `matrixmultiply` sgemm split over the same threads, measured right before
-//! each shape, so "% sgemm" compares two measurements taken under the same load: on a shared
-//! machine the absolute figures drift, the ratio much less. For careful statistics use
-//! `cargo bench` (criterion).
+//! 1024 × 1024 × 1024 `matrixmultiply` sgemm split over the same threads, timed alternately with
+//! the shape (one sgemm, one forward+backward, and again), so "% sgemm" compares two medians taken
+//! under the same load: on a shared machine the absolute figures drift, the ratio much less. For
+//! careful statistics use `cargo bench` (criterion).
 
 use std::time::{Duration, Instant};
 
@@ -30,41 +30,72 @@ pub struct BenchArgs {
     json: bool,
 }
 
-/// Median wall time of `repeats` runs of `f` after `warmup` untimed ones.
-fn median_time(warmup: usize, repeats: usize, mut f: impl FnMut()) -> Duration {
+/// Median wall times of `repeats` alternating runs of `a` and `b`, after `warmup` of each.
+///
+/// `b` runs twice per repeat and only the second run is timed: `a` (a 12 MiB sgemm) evicts the
+/// caches, and a small shape timed right after it would be measured cold.
+fn paired_medians(
+    warmup: usize,
+    repeats: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+) -> (Duration, Duration) {
     for _ in 0..warmup {
-        f();
+        a();
+        b();
     }
-    let mut times: Vec<Duration> = (0..repeats)
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        f();
+        start.elapsed()
+    };
+    let (mut ta, mut tb): (Vec<Duration>, Vec<Duration>) = (0..repeats)
         .map(|_| {
-            let start = Instant::now();
-            f();
-            start.elapsed()
+            let ta = time(&mut a);
+            b();
+            (ta, time(&mut b))
         })
-        .collect();
-    times.sort();
-    times[times.len() / 2]
+        .unzip();
+    ta.sort();
+    tb.sort();
+    (ta[repeats / 2], tb[repeats / 2])
 }
 
-fn sgemm_gflops(par: Par, repeats: usize) -> f64 {
-    let n = 1024;
-    let mut rng = SplitMix64(1);
-    let (a, b) = (rng.vec_f32(n * n, 1.0), rng.vec_f32(n * n, 1.0));
-    let mut c = vec![0.0f32; n * n];
-    let t = median_time(2, repeats, || {
+/// A 1024³ sgemm on `par`, and its FLOPs.
+struct Sgemm {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c: Vec<f32>,
+}
+
+impl Sgemm {
+    const N: usize = 1024;
+    const FLOPS: f64 = 2.0 * (Self::N * Self::N * Self::N) as f64;
+
+    fn new() -> Self {
+        let n = Self::N;
+        let mut rng = SplitMix64(1);
+        Sgemm {
+            a: rng.vec_f32(n * n, 1.0),
+            b: rng.vec_f32(n * n, 1.0),
+            c: vec![0.0; n * n],
+        }
+    }
+
+    fn run(&mut self, par: Par) {
+        let n = Self::N;
         sgemm(
             n,
             n,
             n,
-            Mat::rows(&a, n),
-            Mat::rows(&b, n),
+            Mat::rows(&self.a, n),
+            Mat::rows(&self.b, n),
             0.0,
-            &mut c,
+            &mut self.c,
             n,
             par,
-        )
-    });
-    2.0 * (n * n * n) as f64 / t.as_secs_f64() / 1e9
+        );
+    }
 }
 
 fn selected(names: &[String]) -> Result<Vec<&'static BenchShape>> {
@@ -106,18 +137,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let isa = gradlab_kernels::isa();
     if !args.json {
         println!("gradlab bench: forward+backward, f32, {threads} thread(s), isa {isa}, median of {} runs", args.repeats);
-        println!("reference: 1024^3 sgemm (matrixmultiply) on the same threads, measured before each shape\n");
+        println!("reference: 1024^3 sgemm (matrixmultiply) on the same threads, timed alternately with each shape\n");
         println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
+    let mut reference = Sgemm::new();
     for shape in shapes {
-        let sgemm = pool.install(|| sgemm_gflops(par, args.repeats));
         let mut case = BenchCase::new(shape);
-        let t = pool.install(|| {
-            median_time(2, args.repeats, || {
-                std::hint::black_box(case.forward_backward(par));
-            })
+        let (ts, t) = pool.install(|| {
+            paired_medians(
+                2,
+                args.repeats,
+                || reference.run(par),
+                || {
+                    std::hint::black_box(case.forward_backward(par));
+                },
+            )
         });
+        let sgemm = Sgemm::FLOPS / ts.as_secs_f64() / 1e9;
         let ms = t.as_secs_f64() * 1e3;
         let gflops = shape.train_flops() / t.as_secs_f64() / 1e9;
         if args.json {
