@@ -1,8 +1,21 @@
 //! gradlab-experiments: models, tasks, training, diagnostics, sweeps, storage and reports.
 //!
-//! Built on [`gradlab_kernels`]. The training engine, sweeps and reports are the subject of the
-//! next issues; until then this crate only fixes its place in the workspace.
+//! - [`config`]: the run configuration (DESIGN.md keys), parsing and validation;
+//! - [`tasks`]: the seeded task generators and their metrics;
+//! - [`model`]: the recurrent stack with its output head and loss;
+//! - [`init`]: parameter initialisations; [`optim`]: optimisers and learning-rate schedules;
+//! - [`train`]: TBPTT training with clipping, evaluation, diagnostics and divergence;
+//!
+//! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
 
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod init;
+pub mod model;
+pub mod optim;
+pub mod tasks;
+pub mod train;
 
 pub use gradlab_kernels as kernels;

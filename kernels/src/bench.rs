@@ -5,6 +5,7 @@
 //! forward = 2·T·B·G·H·(I+H) per layer, forward + backward = 3 × forward.
 
 use crate::reference;
+pub use crate::rng::SplitMix64;
 use crate::rnn::{self, Grads, Workspace};
 use crate::{Activation, Cell, Par, StackShape};
 
@@ -83,28 +84,6 @@ impl BenchShape {
     /// FLOPs of forward + backward over the whole window.
     pub fn train_flops(&self) -> f64 {
         3.0 * self.forward_flops()
-    }
-}
-
-/// SplitMix64, a small seedable generator for benchmark and test data.
-#[derive(Clone, Debug)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// `n` values uniform in [-scale, scale).
-    pub fn vec_f32(&mut self, n: usize, scale: f64) -> Vec<f32> {
-        (0..n).map(|_| self.uniform(-scale, scale) as f32).collect()
     }
 }
 

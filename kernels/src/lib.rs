@@ -7,6 +7,7 @@
 //! - [`rnn`]: multi-layer vanilla RNN and LSTM forward and backward (BPTT, truncated or full),
 //!   with gradient-flow capture;
 //! - [`bench`]: the benchmark shapes of DESIGN.md and ready-to-time cases;
+//! - [`rng`]: SplitMix64, the seeded generator of benchmark, test and task data;
 //! - [`reference`]: a plain scalar implementation, generic over f32/f64, that the tests check the
 //!   kernels and finite differences against.
 //!
@@ -21,6 +22,7 @@ pub mod gemm;
 pub mod norm;
 mod par;
 pub mod reference;
+pub mod rng;
 pub mod rnn;
 pub mod simd;
 

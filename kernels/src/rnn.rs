@@ -227,14 +227,29 @@ impl Workspace {
 
     /// Final hidden state of layer `l`, `[B][H]`.
     pub fn h_n(&self, l: usize) -> &[f32] {
-        let bh = self.b * self.shape.hidden;
-        &self.layers[l].hs[self.t * bh..]
+        self.h_at(l, self.t)
     }
 
     /// Final cell state of layer `l`, `[B][H]` (empty for an RNN).
     pub fn c_n(&self, l: usize) -> &[f32] {
+        self.c_at(l, self.t)
+    }
+
+    /// Hidden state of layer `l` after `s` steps (`s = 0`: the initial state), `[B][H]`.
+    pub fn h_at(&self, l: usize, s: usize) -> &[f32] {
         let bh = self.b * self.shape.hidden;
-        self.layers[l].cs.get(self.t * bh..).unwrap_or(&[])
+        &self.layers[l].hs[s * bh..(s + 1) * bh]
+    }
+
+    /// Cell state of layer `l` after `s` steps, `[B][H]` (empty for an RNN).
+    pub fn c_at(&self, l: usize, s: usize) -> &[f32] {
+        let bh = self.b * self.shape.hidden;
+        self.layers[l].cs.get(s * bh..(s + 1) * bh).unwrap_or(&[])
+    }
+
+    /// LSTM gate activations of layer `l` in the last forward, `[T][B][4H]` (empty for an RNN).
+    pub fn gates(&self, l: usize) -> &[f32] {
+        &self.layers[l].gates
     }
 }
 

@@ -1,0 +1,159 @@
+//! Parameter initialisations (DESIGN.md "Training semantics"), seeded and reproducible.
+
+use gradlab_kernels::rng::SplitMix64;
+use gradlab_kernels::Cell;
+
+use crate::config::Init;
+use crate::model::Model;
+
+/// Non-zero incoming recurrent weights per unit of the "smart tanh" initialisation.
+const SMART_TANH_FAN_IN: usize = 15;
+/// Its target spectral radius.
+const SMART_TANH_RADIUS: f64 = 0.95;
+
+/// Initialises every parameter of `model` as `init` says, then sets the LSTM forget-gate bias
+/// (`bias_ih` of the f block = `forget_bias`, `bias_hh` of it = 0, as PyTorch users do).
+pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut SplitMix64) {
+    let h = model.stack.hidden;
+    let bound = 1.0 / (h as f64).sqrt();
+    // PyTorch's default for RNN, LSTM and the head alike: U(-1/√H, 1/√H).
+    for p in model.params.iter_mut() {
+        *p = rng.uniform(-bound, bound) as f32;
+    }
+    let g = model.stack.cell.gates();
+    for l in 0..model.stack.layers {
+        let r = model.stack.layer_ranges(l);
+        let p = &mut model.params;
+        match init {
+            Init::Default => {}
+            Init::Normal(sd) => {
+                for v in &mut p[r.w_ih.start..r.w_hh.end] {
+                    *v = (rng.normal() * f64::from(sd)) as f32;
+                }
+                p[r.b_ih.start..r.b_hh.end].fill(0.0);
+            }
+            Init::SmartTanh | Init::Identity | Init::Orthogonal => {
+                for block in p[r.w_hh.clone()].chunks_exact_mut(h * h) {
+                    match init {
+                        Init::SmartTanh => smart_tanh(block, h, rng),
+                        Init::Identity => identity(block, h),
+                        _ => orthogonal(block, h, rng),
+                    }
+                }
+                p[r.b_ih.start..r.b_hh.end].fill(0.0);
+                if init == Init::Identity {
+                    // IRNN: small Gaussian input weights (Le et al. 2015 use σ = 0.001).
+                    for v in &mut p[r.w_ih.clone()] {
+                        *v = (rng.normal() * 0.001) as f32;
+                    }
+                }
+            }
+        }
+        if model.stack.cell == Cell::Lstm {
+            p[r.b_ih.start + h..r.b_ih.start + 2 * h].fill(forget_bias);
+            p[r.b_hh.start + h..r.b_hh.start + 2 * h].fill(0.0);
+        }
+        debug_assert_eq!(r.w_hh.len(), g * h * h);
+    }
+}
+
+fn identity(w: &mut [f32], h: usize) {
+    w.fill(0.0);
+    for i in 0..h {
+        w[i * h + i] = 1.0;
+    }
+}
+
+/// Sparse Gaussian rows with `SMART_TANH_FAN_IN` non-zeros, scaled to spectral radius 0.95.
+fn smart_tanh(w: &mut [f32], h: usize, rng: &mut SplitMix64) {
+    w.fill(0.0);
+    let fan_in = SMART_TANH_FAN_IN.min(h);
+    for row in w.chunks_exact_mut(h) {
+        let mut placed = 0;
+        while placed < fan_in {
+            let j = rng.below(h);
+            if row[j] == 0.0 {
+                row[j] = rng.normal() as f32;
+                placed += 1;
+            }
+        }
+    }
+    let rho = spectral_radius(w, h, rng);
+    if rho > 0.0 {
+        let s = (SMART_TANH_RADIUS / rho) as f32;
+        w.iter_mut().for_each(|v| *v *= s);
+    }
+}
+
+/// An orthogonal matrix: Gram-Schmidt (twice, for stability) on the rows of a Gaussian matrix.
+fn orthogonal(w: &mut [f32], h: usize, rng: &mut SplitMix64) {
+    let mut q: Vec<f64> = (0..h * h).map(|_| rng.normal()).collect();
+    for i in 0..h {
+        for _ in 0..2 {
+            for j in 0..i {
+                let d: f64 = (0..h).map(|k| q[i * h + k] * q[j * h + k]).sum();
+                for k in 0..h {
+                    q[i * h + k] -= d * q[j * h + k];
+                }
+            }
+        }
+        let n = (0..h)
+            .map(|k| q[i * h + k] * q[i * h + k])
+            .sum::<f64>()
+            .sqrt();
+        for k in 0..h {
+            q[i * h + k] /= n;
+        }
+    }
+    for (d, s) in w.iter_mut().zip(&q) {
+        *d = *s as f32;
+    }
+}
+
+/// Spectral radius of a square `h × h` matrix, estimated as the growth rate of ‖Wᵏv‖: the mean
+/// log growth over iterations 100..300 of a normalised power iteration. Unlike the Rayleigh
+/// quotient this also converges when the dominant eigenvalues are a complex pair.
+pub fn spectral_radius(w: &[f32], h: usize, rng: &mut SplitMix64) -> f64 {
+    let mut v: Vec<f64> = (0..h).map(|_| rng.normal()).collect();
+    let mut next = vec![0.0; h];
+    let (warm, measured) = (100, 200);
+    let mut log_growth = 0.0;
+    for it in 0..warm + measured {
+        for (i, n) in next.iter_mut().enumerate() {
+            *n = (0..h).map(|k| f64::from(w[i * h + k]) * v[k]).sum();
+        }
+        let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 || !norm.is_finite() {
+            return if norm == 0.0 { 0.0 } else { f64::INFINITY };
+        }
+        let prev = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if it >= warm {
+            log_growth += (norm / prev).ln();
+        }
+        for (a, b) in v.iter_mut().zip(&next) {
+            *a = b / norm;
+        }
+    }
+    (log_growth / measured as f64).exp()
+}
+
+/// Largest singular value of a `rows × cols` matrix (power iteration on WᵀW).
+pub fn sigma_max(w: &[f32], rows: usize, cols: usize, rng: &mut SplitMix64) -> f64 {
+    let mut v: Vec<f64> = (0..cols).map(|_| rng.normal()).collect();
+    let (mut u, mut sigma) = (vec![0.0; rows], 0.0);
+    for _ in 0..100 {
+        for (i, ui) in u.iter_mut().enumerate() {
+            *ui = (0..cols).map(|k| f64::from(w[i * cols + k]) * v[k]).sum();
+        }
+        for (k, vk) in v.iter_mut().enumerate() {
+            *vk = (0..rows).map(|i| f64::from(w[i * cols + k]) * u[i]).sum();
+        }
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if n == 0.0 || !n.is_finite() {
+            return if n == 0.0 { 0.0 } else { f64::INFINITY };
+        }
+        sigma = n.sqrt();
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    sigma
+}

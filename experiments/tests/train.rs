@@ -1,0 +1,265 @@
+//! Training as DESIGN.md defines it: tasks are learned, clipping bounds every update, TBPTT with
+//! k ≥ T is full BPTT, results do not depend on threads, divergence is an outcome, and bad
+//! configurations are rejected with a message that names the key.
+
+use gradlab_experiments::config::{Clip, RunConfig, TaskKind, Truncation};
+use gradlab_experiments::tasks::Task;
+use gradlab_experiments::train::{RunRecord, Status, Trainer};
+use gradlab_kernels::rng::SplitMix64;
+use gradlab_kernels::Par;
+
+fn config(toml: &str) -> RunConfig {
+    RunConfig::from_toml(toml).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+fn train(cfg: RunConfig, par: Par) -> RunRecord {
+    Trainer::new(cfg, par).expect("valid config").run(|_, _| {})
+}
+
+/// Everything but wall time and steps/s.
+fn without_timing(mut r: RunRecord) -> RunRecord {
+    (r.outcome.wall_seconds, r.outcome.steps_per_sec) = (0.0, 0.0);
+    r
+}
+
+#[test]
+fn an_lstm_learns_hello() {
+    let cfg = config("task = 'hello'\ncell = 'lstm'\nhidden = 16\nbatch = 1\nsteps = 200\noptimizer = 'adam'\nlr = 0.05\n");
+    let out = train(cfg, Par::Seq).outcome;
+    assert_eq!(out.status, Status::Ok);
+    assert!(out.final_loss < 0.01, "hello loss {}", out.final_loss);
+    assert_eq!(
+        out.success,
+        Some(true),
+        "argmax from 'h' must spell 'hello'"
+    );
+}
+
+#[test]
+fn a_fixed_seed_lstm_solves_adding_at_t50() {
+    let cfg = config(
+        "task = 'adding'\nseq_len = 50\ncell = 'lstm'\nhidden = 32\nbatch = 50\nsteps = 1500\n\
+         optimizer = 'adam'\nlr = 0.01\nclip = 'norm:1'\nlog_every = 500\neval_every = 500\nseed = 1\n",
+    );
+    let out = train(cfg, Par::rayon(2)).outcome;
+    assert!(
+        out.metric < 0.01,
+        "test MSE {} on 10,000 fresh sequences (baseline 0.167)",
+        out.metric
+    );
+    assert_eq!(out.success, Some(true));
+}
+
+#[test]
+fn clipping_by_norm_never_applies_an_update_above_the_threshold() {
+    for clip in ["norm:0.5", "norm:0.01"] {
+        let cfg = config(&format!(
+            "task = 'temporal-order'\nseq_len = 30\nhidden = 20\nbatch = 10\nsteps = 60\nlr = 0.1\nclip = '{clip}'\nlog_every = 1\neval_every = 1000\n"
+        ));
+        let tau = match cfg.clip {
+            Clip::Norm(t) => f64::from(t),
+            _ => unreachable!(),
+        };
+        let rec = train(cfg, Par::Seq);
+        assert_eq!(rec.steps.len(), 60, "every step is logged");
+        for r in &rec.steps {
+            assert!(
+                r.grad_norm_clipped <= tau,
+                "step {}: update norm {} > {tau}",
+                r.step,
+                r.grad_norm_clipped
+            );
+            assert_eq!(r.clipped, r.grad_norm > tau, "step {}", r.step);
+            assert!(r.grad_norm_clipped <= r.grad_norm);
+        }
+        assert!(
+            rec.steps.iter().any(|r| r.clipped),
+            "{clip}: some steps must clip"
+        );
+    }
+}
+
+#[test]
+fn truncation_of_at_least_t_is_exactly_full_bptt() {
+    let base = "task = 'copy'\nseq_len = 10\ncell = 'lstm'\nhidden = 12\nbatch = 4\nsteps = 20\nlog_every = 1\neval_every = 1000\neval_sequences = 50\n";
+    let full = without_timing(train(config(base), Par::Seq));
+    // The copy task's sequences are seq_len + 20 = 30 steps long.
+    for trunc in [
+        "truncation = 30",
+        "truncation = 31",
+        "truncation = 1000",
+        "truncation_k1 = 30\ntruncation_k2 = 30",
+    ] {
+        let rec = without_timing(train(config(&format!("{base}{trunc}\n")), Par::Seq));
+        assert_eq!(rec, full, "{trunc} differs from full BPTT");
+    }
+    let truncated = without_timing(train(config(&format!("{base}truncation = 5\n")), Par::Seq));
+    assert_ne!(truncated.steps, full.steps, "k = 5 < T must truncate");
+}
+
+#[test]
+fn tbptt_k1_less_than_k2_equal_to_t_gives_the_full_gradient() {
+    // Every loss is then backpropagated to the start of the window: the same gradient as full
+    // BPTT, summed in another order.
+    let base = "task = 'copy'\nseq_len = 10\nhidden = 12\nbatch = 4\nsteps = 1\nlog_every = 1\neval_every = 1000\neval_sequences = 10\nclip = 'none'\n";
+    let full = train(config(base), Par::Seq);
+    let split = train(
+        config(&format!("{base}truncation_k1 = 7\ntruncation_k2 = 30\n")),
+        Par::Seq,
+    );
+    let (a, b) = (&full.steps[0], &split.steps[0]);
+    assert!(
+        (a.loss - b.loss).abs() < 1e-6 * a.loss,
+        "loss {} vs {}",
+        a.loss,
+        b.loss
+    );
+    assert!(
+        (a.grad_norm - b.grad_norm).abs() < 1e-5 * a.grad_norm,
+        "norm {} vs {}",
+        a.grad_norm,
+        b.grad_norm
+    );
+    // With the only loss at the last step and k = 5 < T, the truncated gradient drops every
+    // contribution from more than 5 steps back. The probe's norm ratio must equal the ratio of
+    // the norms that a truncated and a full run log for the same first batch (same seed).
+    let order = "task = 'temporal-order'\nseq_len = 30\nhidden = 12\nbatch = 8\nsteps = 1\nlog_every = 1\neval_sequences = 10\nclip = 'none'\n";
+    let row = &train(config(&format!("{order}truncation = 5\n")), Par::Seq).steps[0];
+    let full_row = &train(config(order), Par::Seq).steps[0];
+    let (cos, ratio) = (row.trunc_cosine.unwrap(), row.trunc_norm_ratio.unwrap());
+    let want = row.grad_norm / full_row.grad_norm;
+    assert!(
+        (ratio - want).abs() < 1e-6 * want,
+        "norm ratio {ratio}, want {want}"
+    );
+    assert!(
+        cos < 1.0 - 1e-9,
+        "truncation must change the direction: cosine {cos}"
+    );
+    assert_eq!(
+        full_row.trunc_cosine,
+        Some(1.0),
+        "full BPTT has no truncation bias"
+    );
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    for cell in ["rnn", "lstm"] {
+        let cfg = config(&format!(
+            "task = 'temporal-order'\nseq_len = 20\ncell = '{cell}'\nhidden = 24\ndepth = 2\nbatch = 9\nsteps = 30\ntruncation = 7\nlog_every = 5\neval_every = 10\neval_sequences = 100\noptimizer = 'rmsprop'\nlr = 0.003\n"
+        ));
+        let seq = without_timing(train(cfg.clone(), Par::Seq));
+        let par = without_timing(train(cfg, Par::rayon(2)));
+        assert_eq!(seq, par, "{cell}: Rayon(2) differs from Seq");
+    }
+}
+
+#[test]
+fn a_huge_learning_rate_diverges_as_an_outcome() {
+    let cfg = config("task = 'adding'\nseq_len = 30\ncell = 'rnn'\nnonlinearity = 'relu'\ninit = 'identity'\nhidden = 20\nlr = 1e6\nclip = 'none'\nsteps = 200\n");
+    let out = train(cfg, Par::Seq).outcome;
+    assert_eq!(out.status, Status::Diverged);
+    assert!(out.diverged_at_step.is_some() && out.final_loss.is_nan());
+    assert_eq!(out.success, Some(false));
+}
+
+#[test]
+fn every_optimizer_and_init_trains_without_error() {
+    for opt in ["sgd", "adagrad", "rmsprop", "adam"] {
+        for (cell, init) in [
+            ("rnn", "default"),
+            ("rnn", "normal:0.1"),
+            ("rnn", "smart-tanh"),
+            ("rnn", "identity"),
+            ("lstm", "orthogonal"),
+            ("lstm", "default"),
+        ] {
+            let cfg = config(&format!(
+                "task = 'adding'\nseq_len = 12\ncell = '{cell}'\ninit = '{init}'\noptimizer = '{opt}'\nlr = 0.01\nmomentum = 0.0\nhidden = 8\nsteps = 5\neval_sequences = 10\nlog_every = 1\nlr_schedule = 'step:2:0.5'\n"
+            ));
+            let rec = train(cfg, Par::Seq);
+            assert_eq!(rec.outcome.status, Status::Ok, "{opt} {cell} {init}");
+            assert_eq!(rec.steps[4].lr, 0.01 * 0.25, "step decay: lr at step 4");
+        }
+    }
+}
+
+#[test]
+fn tasks_are_reproducible_from_their_seed() {
+    for task in ["adding", "copy", "temporal-order"] {
+        let cfg = config(&format!("task = '{task}'\nseq_len = 20\n"));
+        let t = Task::new(&cfg).unwrap();
+        let a = t.fresh_batch(&mut SplitMix64(7), 3);
+        assert_eq!(a, t.fresh_batch(&mut SplitMix64(7), 3));
+        assert_ne!(a, t.fresh_batch(&mut SplitMix64(8), 3));
+        assert_eq!(a.x.len(), t.steps() * 3 * t.input_size());
+    }
+}
+
+#[test]
+fn bad_configurations_name_the_key_and_what_is_allowed() {
+    let cases: [(&str, &str); 12] = [
+        (
+            "hidden = 0",
+            "invalid value 0 for 'hidden': must be at least 1",
+        ),
+        (
+            "lr = -1.0",
+            "invalid value -1 for 'lr': must be a finite number > 0",
+        ),
+        ("momentum = 1.5", "'momentum': must be in [0, 1)"),
+        ("clip = 'norm:-1'", "invalid norm threshold '-1'"),
+        ("clip = 'maybe'", "expected none, norm:<τ> or value:<τ>"),
+        (
+            "init = 'xavier'",
+            "expected default, normal:<σ>, smart-tanh, identity or orthogonal",
+        ),
+        ("truncation = 0", "expected \"full\" or an integer k >= 1"),
+        (
+            "truncation_k1 = 20\ntruncation_k2 = 10",
+            "'truncation_k1': must not exceed truncation_k2 = 10",
+        ),
+        ("task = 'charlm'", "charlm needs a text file"),
+        (
+            "cell = 'lstm'\ninit = 'identity'",
+            "identity (IRNN) applies to rnn cells only",
+        ),
+        ("hiden = 10", "unknown field `hiden`"),
+        ("task = 'sorting'", "unknown variant `sorting`"),
+    ];
+    for (toml, want) in cases {
+        let err = RunConfig::from_toml(toml)
+            .and_then(|c| c.validate())
+            .expect_err(toml)
+            .to_string();
+        assert!(err.contains(want), "{toml:?}: got {err:?}, want {want:?}");
+    }
+}
+
+#[test]
+fn set_overrides_keys_like_the_toml_file() {
+    let mut cfg = RunConfig::default();
+    for (k, v) in [
+        ("cell", "lstm"),
+        ("hidden", "64"),
+        ("clip", "value:5"),
+        ("truncation", "full"),
+        ("truncation", "20"),
+        ("task", "copy"),
+    ] {
+        cfg.set(k, v).unwrap();
+    }
+    assert_eq!(
+        (cfg.hidden, cfg.clip, cfg.truncation, cfg.task),
+        (64, Clip::Value(5.0), Truncation::K(20), TaskKind::Copy)
+    );
+    assert!(cfg
+        .set("hiden", "3")
+        .unwrap_err()
+        .to_string()
+        .contains("unknown key 'hiden'; allowed keys: name, task"));
+    assert!(cfg.set("hidden", "many").is_err());
+    // The TOML form reads back unchanged.
+    assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
+}
