@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod run;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Train one model and write its results (Parquet) and checkpoint (safetensors).
+    Run(run::RunArgs),
+    /// Generate text from a charlm or hello checkpoint.
+    Sample(tools::SampleArgs),
+    /// Forward and backward of a stack on given tensors, to cross-check against any framework.
+    Grad(tools::GradArgs),
     /// Time forward+backward of the benchmark shapes against the same run's large sgemm.
     Bench(bench::BenchArgs),
 }
@@ -35,6 +43,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Sample(args) => tools::sample_cmd(args),
+        Command::Grad(args) => tools::grad_cmd(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -5,16 +5,22 @@
 //! - [`model`]: the recurrent stack with its output head and loss;
 //! - [`init`]: parameter initialisations; [`optim`]: optimisers and learning-rate schedules;
 //! - [`train`]: TBPTT training with clipping, evaluation, diagnostics and divergence;
+//! - [`store`]: Parquet results written atomically; [`checkpoint`]: safetensors checkpoints;
+//! - [`sample`]: text from charlm/hello checkpoints; [`gradcheck`]: the `gradlab grad` tool.
 //!
 //! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod gradcheck;
 pub mod init;
 pub mod model;
 pub mod optim;
+pub mod sample;
+pub mod store;
 pub mod tasks;
 pub mod train;
 

@@ -4,7 +4,8 @@
 //! characters of each text stream with the state carried) and one optimiser update. Inside the
 //! window, TBPTT(k1, k2) holds: every k1 steps, the losses of those k1 steps are backpropagated
 //! k2 steps (Williams & Peng); the truncated gradients of the window are summed. With k1 = k2 = k
-//! the window is processed in chunks of k with the state carried between them; with k ≥ T this
+//! the window is processed in chunks of k with the state carried between them (a shorter last
+//! chunk is extended back to k steps, so every loss is backpropagated k2 steps); with k ≥ T this
 //! is exactly full BPTT. The loss is the mean over the window's loss terms.
 //!
 //! A non-finite loss or gradient ends the run with status `diverged`: an outcome, not an error.
@@ -309,20 +310,30 @@ impl Trainer {
         (self.h_in, self.c_in) = (self.h.clone(), self.c.clone());
         let (h0, c0) = (self.h.clone(), self.c.clone());
         if k1 == k2 {
-            // Chunks of k with the state carried: with k = T, one chunk, full BPTT.
+            // Chunks of k with the state carried: with k = T, one chunk, full BPTT. A shorter last
+            // chunk is extended back to k steps (recomputed from the state the previous chunk
+            // stored), so that its losses too are backpropagated k2 steps.
             let (mut h, mut c) = (h0, c0);
             for s in (0..t).step_by(k1) {
                 let e = (s + k1).min(t);
-                self.forward(&batch.x[s * b * i..e * b * i], (e - s, b), &h, &c);
-                let steps = with_loss.start.max(s).min(e) - s..with_loss.end.min(e).max(s) - s;
+                let w = if s > 0 {
+                    e.saturating_sub(k2).max(s - k1)
+                } else {
+                    s
+                };
+                if w < s {
+                    (h, c) = self.state_at((k1, b), w - (s - k1));
+                }
+                self.forward(&batch.x[w * b * i..e * b * i], (e - w, b), &h, &c);
+                let steps = with_loss.start.max(s).min(e) - w..with_loss.end.min(e).max(s) - w;
                 if !steps.is_empty() {
                     if let Some(f) =
-                        self.loss_backward(batch, (s, e - s), steps, Some(scale), &mut acc)
+                        self.loss_backward(batch, (w, e - w), steps, Some(scale), &mut acc)
                     {
-                        (flow, flow_len) = (f, e - s);
+                        (flow, flow_len) = (f, e - w);
                     }
                 }
-                (h, c) = self.state_at((e - s, b), e - s);
+                (h, c) = self.state_at((e - w, b), e - w);
             }
             (self.h, self.c) = (h, c);
         } else {
@@ -521,7 +532,7 @@ impl Trainer {
                 break;
             }
             let last = step + 1 == self.cfg.steps;
-            let mut log = step % self.cfg.log_every == 0 || last;
+            let mut log = step.is_multiple_of(self.cfg.log_every) || last;
             if log {
                 push_flow(&mut flow, step, &res.flow, res.flow_len, FlowSource::Train);
                 let trunc = self.grads.clone();
@@ -541,7 +552,7 @@ impl Trainer {
             };
             clipped_steps += usize::from(row.clipped);
             self.opt.step(&mut self.model.params, &self.grads, step);
-            if (step + 1) % self.cfg.eval_every == 0 && !last {
+            if (step + 1).is_multiple_of(self.cfg.eval_every) && !last {
                 let acc = self.evaluate(self.cfg.eval_sequences);
                 (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(self.task.metric(&acc)));
                 best_loss = best_loss.min(acc.loss());

@@ -1,0 +1,134 @@
+//! Sampling text from a `charlm` or `hello` checkpoint, one character at a time.
+
+use gradlab_kernels::rng::SplitMix64;
+use gradlab_kernels::rnn::{self, Workspace};
+use gradlab_kernels::{Cell, Par};
+
+use crate::checkpoint::Checkpoint;
+
+/// How the next character is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decoding {
+    /// The most likely character.
+    Argmax,
+    /// A draw from softmax(logits / temperature).
+    Temperature(f32),
+}
+
+/// Why sampling cannot start.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SampleError {
+    #[error("the checkpoint has no vocabulary: sampling needs a model trained on charlm or hello")]
+    NoVocab,
+    #[error("the checkpoint's vocabulary has {vocab} characters but the model reads {input} and predicts {output}")]
+    Mismatch {
+        vocab: usize,
+        input: usize,
+        output: usize,
+    },
+    #[error("'{0}' in the prime text is not in the model's vocabulary")]
+    UnknownChar(char),
+    #[error("the prime text is empty: give at least one character to start from")]
+    EmptyPrime,
+    #[error("temperature must be a finite number > 0, got {0}")]
+    Temperature(f32),
+}
+
+/// `prime` followed by `len` sampled characters.
+pub fn sample(
+    ck: &Checkpoint,
+    prime: &str,
+    len: usize,
+    decoding: Decoding,
+    seed: u64,
+) -> Result<String, SampleError> {
+    let vocab = ck.vocab.as_ref().ok_or(SampleError::NoVocab)?;
+    let m = &ck.model;
+    let v = vocab.len();
+    if m.stack.input != v || m.output != v {
+        return Err(SampleError::Mismatch {
+            vocab: v,
+            input: m.stack.input,
+            output: m.output,
+        });
+    }
+    if let Decoding::Temperature(t) = decoding {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(SampleError::Temperature(t));
+        }
+    }
+    let ids: Vec<usize> = prime
+        .chars()
+        .map(|c| {
+            vocab
+                .iter()
+                .position(|&x| x == c)
+                .ok_or(SampleError::UnknownChar(c))
+        })
+        .collect::<Result<_, _>>()?;
+    let (&first, rest) = ids.split_first().ok_or(SampleError::EmptyPrime)?;
+    let s = m.stack;
+    let mut ws = Workspace::new(s, 1, 1);
+    let lh = s.layers * s.hidden;
+    let (mut h, mut c) = (
+        vec![0.0f32; lh],
+        vec![0.0f32; if s.cell == Cell::Lstm { lh } else { 0 }],
+    );
+    let mut rng = SplitMix64(seed);
+    let mut out: String = prime.to_string();
+    let (wr, br) = m.head_ranges();
+    let (w, b) = (&m.params[wr], &m.params[br]);
+    let mut x = vec![0.0f32; v];
+    let mut feed = |id: usize, h: &mut Vec<f32>, c: &mut Vec<f32>| -> Vec<f64> {
+        x.fill(0.0);
+        x[id] = 1.0;
+        let cs = (s.cell == Cell::Lstm).then_some(&c[..]);
+        rnn::forward(
+            &m.params[..s.num_params()],
+            &x,
+            Some(h),
+            cs,
+            &mut ws,
+            Par::Seq,
+        );
+        *h = (0..s.layers).flat_map(|l| ws.h_n(l).to_vec()).collect();
+        *c = (0..s.layers).flat_map(|l| ws.c_n(l).to_vec()).collect();
+        let top = ws.output();
+        (0..v)
+            .map(|o| {
+                f64::from(b[o])
+                    + (0..s.hidden)
+                        .map(|k| f64::from(w[o * s.hidden + k]) * f64::from(top[k]))
+                        .sum::<f64>()
+            })
+            .collect()
+    };
+    let mut logits = feed(first, &mut h, &mut c);
+    for &id in rest {
+        logits = feed(id, &mut h, &mut c);
+    }
+    for _ in 0..len {
+        let next = match decoding {
+            Decoding::Argmax => {
+                (0..v).fold(0, |best, o| if logits[o] > logits[best] { o } else { best })
+            }
+            Decoding::Temperature(t) => {
+                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let p: Vec<f64> = logits
+                    .iter()
+                    .map(|z| ((z - max) / f64::from(t)).exp())
+                    .collect();
+                let mut u = rng.uniform(0.0, p.iter().sum());
+                p.iter()
+                    .position(|&pi| {
+                        u -= pi;
+                        u < 0.0
+                    })
+                    .unwrap_or(v - 1)
+            }
+        };
+        out.push(vocab[next]);
+        logits = feed(next, &mut h, &mut c);
+    }
+    Ok(out)
+}

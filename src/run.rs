@@ -1,0 +1,234 @@
+//! `gradlab run`: train one model from a TOML file, per-key flags and `--set key=value`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+use gradlab_experiments::checkpoint;
+use gradlab_experiments::config::{RunConfig, KEYS};
+use gradlab_experiments::store::{self, Provenance};
+use gradlab_experiments::train::Trainer;
+use gradlab_kernels::Par;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `gradlab run`: `--config`, one flag per config key, `--set`, output options.
+#[derive(Debug, Default)]
+pub struct RunArgs {
+    config: Option<PathBuf>,
+    /// (key, value) overrides in the order they apply: per-key flags, then `--set`.
+    overrides: Vec<(String, String)>,
+    out: Option<PathBuf>,
+    threads: Option<usize>,
+}
+
+fn flag(key: &str) -> &'static str {
+    Box::leak(key.replace('_', "-").into_boxed_str())
+}
+
+impl Args for RunArgs {
+    fn augment_args(cmd: Command) -> Command {
+        let cmd = cmd
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .value_name("FILE")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Run configuration (TOML, the keys of a sweep's [base])"),
+            )
+            .arg(
+                Arg::new("set")
+                    .long("set")
+                    .value_name("KEY=VALUE")
+                    .action(ArgAction::Append)
+                    .help("Override one key (after --config and the per-key flags)"),
+            )
+            .arg(
+                Arg::new("out")
+                    .long("out")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .help("Results folder [default: results/<name>]"),
+            )
+            .arg(
+                Arg::new("threads")
+                    .long("threads")
+                    .value_name("N")
+                    .value_parser(clap::value_parser!(usize))
+                    .help("Threads [default: every core]"),
+            );
+        KEYS.iter().fold(cmd, |cmd, &key| {
+            cmd.arg(
+                Arg::new(key)
+                    .long(flag(key))
+                    .alias(key)
+                    .value_name("VALUE")
+                    .help_heading("Config keys (see README)"),
+            )
+        })
+    }
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for RunArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = RunArgs {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            out: m.get_one::<PathBuf>("out").cloned(),
+            threads: m.get_one::<usize>("threads").copied(),
+            overrides: Vec::new(),
+        };
+        for &key in KEYS.iter() {
+            if let Some(v) = m.get_one::<String>(key) {
+                args.overrides.push((key.into(), v.clone()));
+            }
+        }
+        for kv in m.get_many::<String>("set").into_iter().flatten() {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("--set '{kv}': expected KEY=VALUE, e.g. --set hidden=64\n"),
+                ));
+            };
+            args.overrides.push((k.trim().into(), v.trim().into()));
+        }
+        Ok(args)
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+/// The build and machine facts stored with every run.
+pub fn provenance(sweep: &str) -> Provenance {
+    Provenance {
+        sweep: sweep.into(),
+        isa: gradlab_kernels::isa().into(),
+        gradlab_version: env!("CARGO_PKG_VERSION").into(),
+        git_commit: env!("GRADLAB_GIT_COMMIT").into(),
+    }
+}
+
+/// Creates `dir` and checks that files can be written there, before any work starts.
+pub fn ensure_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    let probe = dir.join(format!(".gradlab-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("the output folder {} is not writable", dir.display()))?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
+
+/// The configuration from the file and overrides, validated.
+pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            RunConfig::from_toml(&text)
+                .with_context(|| format!("in the config file {}", path.display()))?
+        }
+        None => RunConfig::default(),
+    };
+    for (k, v) in &args.overrides {
+        cfg.set(k, v)
+            .with_context(|| format!("in the override {k}={v}"))?;
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let cfg = load_config(&args)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if threads == 0 {
+        bail!("--threads must be at least 1");
+    }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("results").join(&cfg.name));
+    ensure_writable(&dir)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("could not start the thread pool")?;
+    let mut trainer = Trainer::new(cfg.clone(), Par::rayon(threads))?;
+    let steps = cfg.steps as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(steps);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} steps  loss {msg}  {per_sec}  eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let every = (steps / 10).max(1);
+    let record = pool.install(|| {
+        trainer.run(|step, loss| {
+            let done = step as u64 + 1;
+            match &bar {
+                Some(bar) => {
+                    bar.set_position(done);
+                    bar.set_message(format!("{loss:.4}"));
+                }
+                None if done.is_multiple_of(every) || done == steps => {
+                    eprintln!("step {done}/{steps}: loss {loss:.4}")
+                }
+                None => {}
+            }
+        })
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let id = store::write_run(&dir, &cfg, &record, &provenance(&cfg.name))
+        .with_context(|| format!("cannot write the results to {}", dir.display()))?;
+    let ck = dir.join("checkpoints").join(format!("{id}.safetensors"));
+    let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
+    checkpoint::save(&ck, &trainer.model, Some(&cfg), vocab)
+        .with_context(|| format!("cannot write the checkpoint {}", ck.display()))?;
+    let o = &record.outcome;
+    println!(
+        "run {id}: {} after {} steps in {:.1} s ({:.0} steps/s)",
+        o.status.as_str(),
+        o.steps,
+        o.wall_seconds,
+        o.steps_per_sec
+    );
+    if let Some(step) = o.diverged_at_step {
+        println!("diverged at step {step} (non-finite loss or gradient)");
+    } else {
+        let success = o.success.map_or("no criterion".to_string(), |s| {
+            if s {
+                "yes".into()
+            } else {
+                "no".into()
+            }
+        });
+        println!(
+            "final loss {:.5}, best {:.5}, metric {:.5}, success: {success}",
+            o.final_loss, o.best_loss, o.metric
+        );
+    }
+    println!(
+        "clip fraction {:.3}, gradient decay rate {:.4} per step of lag",
+        o.clip_fraction, o.decay_rate
+    );
+    println!(
+        "results: {}/{{runs,steps,flow}}/{id}.parquet, checkpoint: {}",
+        dir.display(),
+        ck.display()
+    );
+    Ok(())
+}

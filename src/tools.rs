@@ -1,0 +1,118 @@
+//! `gradlab sample` and `gradlab grad`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use gradlab_experiments::checkpoint;
+use gradlab_experiments::gradcheck;
+use gradlab_experiments::sample::{sample, Decoding};
+use gradlab_kernels::{Activation, Cell, StackShape};
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// A checkpoint of a charlm or hello run.
+    #[arg(long, value_name = "FILE")]
+    checkpoint: PathBuf,
+    /// Text to start from [default: the first character of the vocabulary].
+    #[arg(long, value_name = "TEXT")]
+    prime: Option<String>,
+    /// Sample from softmax(logits / T).
+    #[arg(
+        long,
+        value_name = "T",
+        conflicts_with = "argmax",
+        default_value_t = 1.0
+    )]
+    temperature: f32,
+    /// Always take the most likely character.
+    #[arg(long)]
+    argmax: bool,
+    /// Characters to generate.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    len: usize,
+    /// Seed of the sampling.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn sample_cmd(a: SampleArgs) -> Result<()> {
+    let ck = checkpoint::load(&a.checkpoint)?;
+    let prime = match a.prime {
+        Some(p) => p,
+        None => ck
+            .vocab
+            .as_ref()
+            .and_then(|v| v.first())
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+    };
+    let decoding = if a.argmax {
+        Decoding::Argmax
+    } else {
+        Decoding::Temperature(a.temperature)
+    };
+    let text = sample(&ck, &prime, a.len, decoding, a.seed)
+        .with_context(|| format!("sampling from {}", a.checkpoint.display()))?;
+    println!("{text}");
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CellArg {
+    Rnn,
+    Lstm,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NonlinearityArg {
+    Tanh,
+    Relu,
+}
+
+#[derive(Args, Debug)]
+pub struct GradArgs {
+    #[arg(long, value_enum)]
+    cell: CellArg,
+    #[arg(long, value_name = "L")]
+    layers: usize,
+    #[arg(long = "input-size", value_name = "I")]
+    input_size: usize,
+    #[arg(long, value_name = "H")]
+    hidden: usize,
+    #[arg(long, value_enum, default_value = "tanh")]
+    nonlinearity: NonlinearityArg,
+    /// PyTorch-named weights (weight_ih_l0, ...), safetensors.
+    #[arg(long, value_name = "W.safetensors")]
+    weights: PathBuf,
+    /// `input` (T,B,I), `grad_output` (T,B,H); optionally `h0`, `c0`, `grad_h_n`, `grad_c_n` (L,B,H).
+    #[arg(long, value_name = "X.safetensors")]
+    input: PathBuf,
+    /// Where to write `output`, `h_n`, `c_n` and the `grad.*` tensors.
+    #[arg(long, value_name = "G.safetensors")]
+    out: PathBuf,
+}
+
+pub fn grad_cmd(a: GradArgs) -> Result<()> {
+    anyhow::ensure!(
+        a.layers > 0 && a.input_size > 0 && a.hidden > 0,
+        "--layers, --input-size and --hidden must be at least 1"
+    );
+    let act = match a.nonlinearity {
+        NonlinearityArg::Tanh => Activation::Tanh,
+        NonlinearityArg::Relu => Activation::Relu,
+    };
+    let cell = match a.cell {
+        CellArg::Rnn => Cell::Rnn(act),
+        CellArg::Lstm => Cell::Lstm,
+    };
+    let shape = StackShape {
+        cell,
+        input: a.input_size,
+        hidden: a.hidden,
+        layers: a.layers,
+    };
+    gradcheck::grad(shape, &a.weights, &a.input, &a.out)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
