@@ -170,7 +170,8 @@ impl BackwardScratch {
         let s = model.stack;
         let lbh = s.layers * b * s.hidden;
         BackwardScratch {
-            dx: vec![0.0; t * b * s.input],
+            // Training needs no input gradient: an empty dx skips it.
+            dx: Vec::new(),
             dh0: vec![0.0; lbh],
             dc0: vec![0.0; if s.cell == Cell::Lstm { lbh } else { 0 }],
             flow: vec![0.0; s.layers * t],

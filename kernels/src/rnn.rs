@@ -15,7 +15,7 @@
 use std::ops::Range;
 
 use crate::gates::{self, Activation};
-use crate::gemm::{contiguous_spans, gate_spans, gemm, packed_product, Mat, PackedB, NR};
+use crate::gemm::{contiguous_spans, gate_spans, gemm, packed_product, sgemm, Mat, PackedB, NR};
 use crate::norm::sum_squares;
 use crate::par::{split_range, Par, SyncPtr};
 use crate::simd::{axpy, LANES};
@@ -257,7 +257,8 @@ impl Workspace {
 pub struct Grads<'a> {
     /// Flat, same layout as the parameters (overwritten).
     pub params: &'a mut [f32],
-    /// `[T][B][I]`; zero before the window.
+    /// `[T][B][I]`; zero before the window. Empty: not computed (training needs no input
+    /// gradient, and for narrow inputs it is a large share of the work).
     pub dx: &'a mut [f32],
     /// `[L][B][H]`; zero when the window does not reach step 0.
     pub dh0: &'a mut [f32],
@@ -486,7 +487,10 @@ pub fn backward(
         shape.num_params(),
         "backward: gradient count"
     );
-    assert_eq!(out.dx.len(), x.len(), "backward: dx must be [T][B][I]");
+    assert!(
+        out.dx.is_empty() || out.dx.len() == x.len(),
+        "backward: dx must be [T][B][I] or empty"
+    );
     assert_eq!(out.dh0.len(), l_n * bh, "backward: dh0 must be [L][B][H]");
     assert_eq!(
         out.dc0.len(),
@@ -648,7 +652,9 @@ fn layer_backward(
     let (gb_ih, gb_hh) = rest.split_at_mut(gh);
     let n = (t - t0) * b;
     let dg = &lw.dgates[t0 * b * gh..t * b * gh];
-    dx[..t0 * b * i].fill(0.0);
+    if !dx.is_empty() {
+        dx[..t0 * b * i].fill(0.0);
+    }
     gb_ih.fill(0.0);
     if n == 0 {
         gw_ih.fill(0.0);
@@ -661,20 +667,38 @@ fn layer_backward(
     }
     gb_hh.copy_from_slice(gb_ih);
     let dg_t = Mat::transposed(dg, gh);
-    lw.packed_cols
-        .pack(n, contiguous_spans(i), &x[t0 * b * i..], i, 1, par);
-    gemm(gh, dg_t, &lw.packed_cols, gw_ih, i, false, par);
+    let xs = &x[t0 * b * i..];
+    if i < NARROW {
+        sgemm(gh, n, i, dg_t, Mat::rows(xs, i), 0.0, gw_ih, i, par);
+    } else {
+        lw.packed_cols.pack(n, contiguous_spans(i), xs, i, 1, par);
+        gemm(gh, dg_t, &lw.packed_cols, gw_ih, i, false, par);
+    }
     lw.packed_cols
         .pack(n, contiguous_spans(h), &lw.hs[t0 * bh..], h, 1, par);
     gemm(gh, dg_t, &lw.packed_cols, gw_hh, h, false, par);
-    lw.packed_ih.pack(gh, contiguous_spans(i), w_ih, i, 1, par);
-    gemm(
-        n,
-        Mat::rows(dg, gh),
-        &lw.packed_ih,
-        &mut dx[t0 * b * i..],
-        i,
-        false,
-        par,
-    );
+    if dx.is_empty() {
+        return;
+    }
+    let dxs = &mut dx[t0 * b * i..];
+    if i < NARROW {
+        sgemm(
+            n,
+            gh,
+            i,
+            Mat::rows(dg, gh),
+            Mat::rows(w_ih, i),
+            0.0,
+            dxs,
+            i,
+            par,
+        );
+    } else {
+        lw.packed_ih.pack(gh, contiguous_spans(i), w_ih, i, 1, par);
+        gemm(n, Mat::rows(dg, gh), &lw.packed_ih, dxs, i, false, par);
+    }
 }
+
+/// Below this many output columns a 64-column panel is mostly padding (N = 2 for the adding
+/// task wastes 31/32 of the work), and `matrixmultiply`, which packs narrow panels, is used.
+const NARROW: usize = 2 * LANES;
