@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use gradlab_experiments::checkpoint;
-use gradlab_experiments::config::{RunConfig, KEYS};
+use gradlab_experiments::config::{key_help, RunConfig, KEYS};
 use gradlab_experiments::store::{self, Provenance};
 use gradlab_experiments::train::Trainer;
 use gradlab_kernels::Par;
@@ -57,13 +57,20 @@ impl Args for RunArgs {
                     .value_parser(clap::value_parser!(usize))
                     .help("Threads [default: every core]"),
             );
+        let defaults =
+            toml::Table::try_from(RunConfig::default()).expect("a RunConfig always serializes");
         KEYS.iter().fold(cmd, |cmd, &key| {
+            let help = match defaults.get(key) {
+                Some(v) => format!("{} [default: {v}]", key_help(key)),
+                None => key_help(key).to_string(),
+            };
             cmd.arg(
                 Arg::new(key)
                     .long(flag(key))
                     .alias(key)
                     .value_name("VALUE")
-                    .help_heading("Config keys (see README)"),
+                    .help(help)
+                    .help_heading("Config keys (as in a TOML file)"),
             )
         })
     }

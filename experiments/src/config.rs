@@ -498,5 +498,37 @@ pub const KEYS: [&str; 25] = [
     "seed",
 ];
 
+/// One line of help per key, for the command line (what it is, allowed values).
+pub fn key_help(key: &str) -> &'static str {
+    match key {
+        "name" => "run name, default results folder",
+        "task" => "adding | copy | temporal-order | charlm | hello",
+        "seq_len" => "T of generated sequences (copy: the delay; charlm: window length)",
+        "text" => "text file of charlm",
+        "cell" => "rnn | lstm",
+        "nonlinearity" => "rnn only: tanh | relu",
+        "hidden" => "hidden units per layer",
+        "depth" => "stacked layers",
+        "batch" => "sequences per step",
+        "steps" => "optimizer updates",
+        "optimizer" => "sgd | adagrad | rmsprop | adam",
+        "lr" => "learning rate",
+        "momentum" => "sgd momentum in [0, 1)",
+        "nesterov" => "sgd: Nesterov momentum (true | false)",
+        "lr_schedule" => "constant | step:<every>:<gamma>",
+        "truncation" => "full | k (TBPTT(k, k))",
+        "truncation_k1" => "TBPTT(k1, k2): every k1 steps ...",
+        "truncation_k2" => "... backpropagate k2 steps",
+        "clip" => "none | norm:<τ> | value:<τ>",
+        "init" => "default | normal:<σ> | smart-tanh | identity | orthogonal",
+        "forget_bias" => "lstm forget-gate bias",
+        "log_every" => "steps between logged (and diagnosed) steps",
+        "eval_every" => "steps between evaluations",
+        "eval_sequences" => "sequences per evaluation (the final one uses at least 10,000)",
+        "seed" => "seed of initialisation and data",
+        _ => "",
+    }
+}
+
 /// Keys that may be absent (and then do not appear in the serialized table).
 const OPTIONAL_KEYS: [&str; 3] = ["text", "truncation_k1", "truncation_k2"];

@@ -263,3 +263,44 @@ fn set_overrides_keys_like_the_toml_file() {
     // The TOML form reads back unchanged.
     assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);
 }
+
+#[test]
+fn the_training_gradient_of_head_and_stack_matches_finite_differences() {
+    // Softmax cross-entropy through the head and a 2-layer LSTM over a copy window (f32, so the
+    // differences use a large step and a loose, but factor-of-2-catching, tolerance).
+    for (task, loss) in [("copy", "CE"), ("adding", "MSE")] {
+        let cfg = config(&format!("task = '{task}'\nseq_len = 6\ncell = 'lstm'\nhidden = 7\ndepth = 2\nbatch = 3\nclip = 'none'\n"));
+        let mut tr = Trainer::new(cfg, Par::Seq).unwrap();
+        let batch = tr.task.fresh_batch(&mut SplitMix64(5), 3);
+        let (_, g) = tr.loss_and_gradient(&batch);
+        let g = g.to_vec();
+        let n = tr.model.params.len();
+        let (head_w, head_b) = tr.model.head_ranges();
+        let r0 = tr.model.stack.layer_ranges(0);
+        let r1 = tr.model.stack.layer_ranges(1);
+        for e in [
+            r0.w_ih.start + 3,
+            r0.w_hh.start + 11,
+            r0.b_ih.start + 9,
+            r1.w_hh.start + 40,
+            r1.b_hh.start + 2,
+            head_w.start + 5,
+            head_b.start,
+            n - 1,
+        ] {
+            let eps = 1e-2f32;
+            let orig = tr.model.params[e];
+            tr.model.params[e] = orig + eps;
+            let plus = tr.loss_and_gradient(&batch).0;
+            tr.model.params[e] = orig - eps;
+            let minus = tr.loss_and_gradient(&batch).0;
+            tr.model.params[e] = orig;
+            let fd = (plus - minus) / (2.0 * f64::from(eps));
+            let got = f64::from(g[e]);
+            assert!(
+                (got - fd).abs() <= 0.02 * fd.abs().max(1e-3),
+                "{loss}: parameter {e}: gradient {got}, finite differences {fd}"
+            );
+        }
+    }
+}
