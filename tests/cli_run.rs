@@ -196,23 +196,31 @@ fn grad_matches_central_finite_differences() {
         dir.join("x.safetensors"),
         dir.join("g.safetensors"),
     );
-    let o = gradlab(&[
-        "grad",
-        "--cell",
-        "lstm",
-        "--layers",
-        "2",
-        "--input-size",
-        "3",
-        "--hidden",
-        "5",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        xp.to_str().unwrap(),
-        "--out",
-        g.to_str().unwrap(),
-    ]);
+    let run_grad = |hidden: &str| {
+        let (w, x, g) = (
+            w.to_str().unwrap(),
+            xp.to_str().unwrap(),
+            g.to_str().unwrap(),
+        );
+        gradlab(&[
+            "grad",
+            "--cell",
+            "lstm",
+            "--layers",
+            "2",
+            "--input-size",
+            "3",
+            "--hidden",
+            hidden,
+            "--weights",
+            w,
+            "--input",
+            x,
+            "--out",
+            g,
+        ])
+    };
+    let o = run_grad("5");
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = gradlab_experiments::checkpoint::TensorFile::read(&g).unwrap();
     // The loss <dy, output> in f64, differentiated numerically.
@@ -250,23 +258,7 @@ fn grad_matches_central_finite_differences() {
     }
     assert_eq!(out.shape("c_n").unwrap(), [l, b, h]);
     // A weights file of the wrong shape names the tensor.
-    let o = gradlab(&[
-        "grad",
-        "--cell",
-        "lstm",
-        "--layers",
-        "2",
-        "--input-size",
-        "3",
-        "--hidden",
-        "6",
-        "--weights",
-        w.to_str().unwrap(),
-        "--input",
-        xp.to_str().unwrap(),
-        "--out",
-        g.to_str().unwrap(),
-    ]);
+    let o = run_grad("6");
     assert!(!o.status.success());
     assert!(
         text(&o.stderr).contains("tensor 'weight_ih_l0' has shape [20, 3]"),

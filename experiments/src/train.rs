@@ -249,26 +249,10 @@ impl Trainer {
         let b = batch.batch;
         let (h, par) = (self.model.stack.hidden, self.par);
         let ws = self.ws.get(&(t, b)).expect("forward ran");
-        let Some(scale) = scale else {
-            head_loss(
-                &self.model,
-                &self.task,
-                ws.output(),
-                &batch.targets,
-                (offset, b),
-                steps,
-                &mut self.head,
-                acc,
-                None,
-                par,
-            );
-            return None;
-        };
-        let mut dy = vec![0.0f32; t * b * h];
-        let (hw, _) = self.model.head_ranges();
         let stack_len = self.model.stack.num_params();
-        let (_, dhead) = self.grads.split_at_mut(stack_len);
-        debug_assert_eq!(hw.start, stack_len);
+        let mut dy = vec![0.0f32; if scale.is_some() { t * b * h } else { 0 }];
+        // The head's gradient goes straight into its part of `grads` (after the stack's).
+        let grad = scale.map(|s| (s, &mut dy[..], &mut self.grads[stack_len..]));
         head_loss(
             &self.model,
             &self.task,
@@ -278,9 +262,10 @@ impl Trainer {
             steps,
             &mut self.head,
             acc,
-            Some((scale, &mut dy, dhead)),
+            grad,
             par,
         );
+        scale?;
         let mut scratch = BackwardScratch::new(&self.model, t, b);
         let params = &self.model.params[..stack_len];
         let x = &batch.x

@@ -154,6 +154,16 @@ impl PackedB {
     pub fn depth(&self) -> usize {
         self.k
     }
+
+    /// One past the last column of C that any panel writes.
+    pub fn c_end(&self) -> usize {
+        self.spans
+            .iter()
+            .flatten()
+            .map(|s| s.start + s.width)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// One R × NR tile: C (+)= A[R × k] · panel[k × NR].
@@ -232,13 +242,7 @@ pub fn packed_product(
         return;
     }
     assert!(a.fits(rows, k), "packed_product: A is too short");
-    let c_end = b
-        .spans
-        .iter()
-        .flatten()
-        .map(|s| s.start + s.width)
-        .max()
-        .unwrap_or(0);
+    let c_end = b.c_end();
     assert!(
         c.len() >= (rows - 1) * ldc + c_end,
         "packed_product: C is too short"
@@ -291,13 +295,7 @@ pub fn gemm(
     if tasks == 1 {
         return packed_product(m, a, b, c, ldc, accumulate, |_, _, _, _| {});
     }
-    let c_end = b
-        .spans
-        .iter()
-        .flatten()
-        .map(|s| s.start + s.width)
-        .max()
-        .unwrap_or(0);
+    let c_end = b.c_end();
     assert!(
         m == 0 || c.len() >= (m - 1) * ldc + c_end,
         "gemm: C is too short"
