@@ -72,14 +72,19 @@ enum NonlinearityArg {
 
 #[derive(Args, Debug)]
 pub struct GradArgs {
+    /// Recurrent cell (LSTM gates in PyTorch's order i, f, g, o).
     #[arg(long, value_enum)]
     cell: CellArg,
+    /// Stacked layers.
     #[arg(long, value_name = "L")]
     layers: usize,
+    /// Width of an input vector.
     #[arg(long = "input-size", value_name = "I")]
     input_size: usize,
+    /// Hidden units per layer.
     #[arg(long, value_name = "H")]
     hidden: usize,
+    /// Non-linearity of an RNN.
     #[arg(long, value_enum, default_value = "tanh")]
     nonlinearity: NonlinearityArg,
     /// PyTorch-named weights (weight_ih_l0, ...), safetensors.
