@@ -1,17 +1,8 @@
 //! The `gradlab` binary as a user runs it: verbs, versions, bench output and bad input.
 
-use std::process::{Command, Output};
+mod common;
 
-fn gradlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradlab"))
-        .args(args)
-        .output()
-        .expect("gradlab runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use common::{gradlab, text};
 
 #[test]
 fn help_lists_only_verbs_that_work() {

@@ -1,24 +1,16 @@
 //! `gradlab run`, `sample` and `grad` as a user runs them: files written, results readable,
 //! finite-difference agreement, and clear errors for bad flags and files.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{gradlab, text};
 
 use gradlab_experiments::store::read_parquet;
 use gradlab_kernels::reference;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::{Activation, Cell, StackShape};
-
-fn gradlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gradlab"))
-        .args(args)
-        .output()
-        .expect("gradlab runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gradlab-cli-{name}-{}", std::process::id()));
