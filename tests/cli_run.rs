@@ -10,7 +10,7 @@ use common::{gradlab, text};
 use gradlab_experiments::store::read_parquet;
 use gradlab_kernels::reference;
 use gradlab_kernels::rng::SplitMix64;
-use gradlab_kernels::{Activation, Cell, StackShape};
+use gradlab_kernels::{Cell, StackShape};
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gradlab-cli-{name}-{}", std::process::id()));
@@ -257,7 +257,6 @@ fn grad_matches_central_finite_differences() {
         "{}",
         text(&o.stderr)
     );
-    let _ = Activation::Tanh;
 }
 
 #[test]
