@@ -78,8 +78,7 @@ pub fn grad(shape: StackShape, weights: &Path, inputs: &Path, out: &Path) -> Res
     let par = Par::rayon(std::thread::available_parallelism().map_or(1, |n| n.get()));
     rnn::forward(&params, &x, h0.as_deref(), c0.as_deref(), &mut ws, par);
     let y = ws.output().to_vec();
-    let h_n: Vec<f32> = (0..l).flat_map(|k| ws.h_n(k).to_vec()).collect();
-    let c_n: Vec<f32> = (0..l).flat_map(|k| ws.c_n(k).to_vec()).collect();
+    let (h_n, c_n) = ws.state(t);
     let mut g = vec![0.0; params.len()];
     let (mut dx, mut dh0) = (vec![0.0; x.len()], vec![0.0; l * b * h]);
     let mut dc0 = vec![0.0; if lstm { l * b * h } else { 0 }];

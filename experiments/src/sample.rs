@@ -91,8 +91,7 @@ pub fn sample(
             &mut ws,
             Par::Seq,
         );
-        *h = (0..s.layers).flat_map(|l| ws.h_n(l).to_vec()).collect();
-        *c = (0..s.layers).flat_map(|l| ws.c_n(l).to_vec()).collect();
+        (*h, *c) = ws.state(1);
         let top = ws.output();
         (0..v)
             .map(|o| {

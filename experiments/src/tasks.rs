@@ -374,15 +374,4 @@ impl Task {
             TaskKind::Charlm => None,
         }
     }
-
-    /// The loss of a model that ignores its input (adding: always 1; copy: 10·ln 8 / (T + 20)).
-    pub fn baseline_loss(&self) -> Option<f64> {
-        match self.kind {
-            TaskKind::Adding => Some(1.0 / 6.0),
-            TaskKind::Copy => {
-                Some(COPY_LEN as f64 * (COPY_SYMBOLS as f64).ln() / self.steps() as f64)
-            }
-            _ => None,
-        }
-    }
 }

@@ -158,9 +158,14 @@ pub struct Trainer {
     c: Vec<f32>,
     h_in: Vec<f32>,
     c_in: Vec<f32>,
+    /// Reused by every backward: the output gradient of the stack, and the scratch outputs.
+    dy: Vec<f32>,
+    scratch: BackwardScratch,
 }
 
-/// Scratch outputs of one backward call (the parts a trainer does not keep).
+/// Scratch outputs of one backward call (the parts a trainer does not keep); `dx` stays empty:
+/// training needs no input gradient.
+#[derive(Default)]
 struct BackwardScratch {
     dx: Vec<f32>,
     dh0: Vec<f32>,
@@ -169,16 +174,14 @@ struct BackwardScratch {
 }
 
 impl BackwardScratch {
-    fn new(model: &Model, t: usize, b: usize) -> Self {
+    /// Sized for a `t`-step window of batch `b`, reusing the allocations.
+    fn resize(&mut self, model: &Model, t: usize, b: usize) {
         let s = model.stack;
         let lbh = s.layers * b * s.hidden;
-        BackwardScratch {
-            // Training needs no input gradient: an empty dx skips it.
-            dx: Vec::new(),
-            dh0: vec![0.0; lbh],
-            dc0: vec![0.0; if s.cell == Cell::Lstm { lbh } else { 0 }],
-            flow: vec![0.0; s.layers * t],
-        }
+        self.dh0.resize(lbh, 0.0);
+        self.dc0
+            .resize(if s.cell == Cell::Lstm { lbh } else { 0 }, 0.0);
+        self.flow.resize(s.layers * t, 0.0);
     }
 }
 
@@ -205,6 +208,8 @@ impl Trainer {
             c: vec![0.0; if lstm { lbh } else { 0 }],
             h_in: Vec::new(),
             c_in: Vec::new(),
+            dy: Vec::new(),
+            scratch: BackwardScratch::default(),
             cfg,
             task,
             model,
@@ -228,11 +233,7 @@ impl Trainer {
 
     /// The state after `s` steps of the last forward in workspace (t, b), `[L][B][H]`.
     fn state_at(&self, (t, b): (usize, usize), s: usize) -> (Vec<f32>, Vec<f32>) {
-        let ws = &self.ws[&(t, b)];
-        let l = self.model.stack.layers;
-        let h = (0..l).flat_map(|k| ws.h_at(k, s).to_vec()).collect();
-        let c = (0..l).flat_map(|k| ws.c_at(k, s).to_vec()).collect();
-        (h, c)
+        self.ws[&(t, b)].state(s)
     }
 
     /// Head loss on the output of workspace (t, b) for window steps `steps` (the window starting
@@ -250,9 +251,12 @@ impl Trainer {
         let (h, par) = (self.model.stack.hidden, self.par);
         let ws = self.ws.get(&(t, b)).expect("forward ran");
         let stack_len = self.model.stack.num_params();
-        let mut dy = vec![0.0f32; if scale.is_some() { t * b * h } else { 0 }];
+        if scale.is_some() {
+            self.dy.clear();
+            self.dy.resize(t * b * h, 0.0);
+        }
         // The head's gradient goes straight into its part of `grads` (after the stack's).
-        let grad = scale.map(|s| (s, &mut dy[..], &mut self.grads[stack_len..]));
+        let grad = scale.map(|s| (s, &mut self.dy[..], &mut self.grads[stack_len..]));
         head_loss(
             &self.model,
             &self.task,
@@ -266,7 +270,8 @@ impl Trainer {
             par,
         );
         scale?;
-        let mut scratch = BackwardScratch::new(&self.model, t, b);
+        self.scratch.resize(&self.model, t, b);
+        let scratch = &mut self.scratch;
         let params = &self.model.params[..stack_len];
         let x = &batch.x
             [offset * b * self.model.stack.input..(offset + t) * b * self.model.stack.input];
@@ -278,11 +283,11 @@ impl Trainer {
             dc0: &mut scratch.dc0,
             flow: &mut scratch.flow,
         };
-        rnn::backward(params, x, &dy, None, None, t, ws, out, par);
+        rnn::backward(params, x, &self.dy, None, None, t, ws, out, par);
         for (g, c) in self.grads.iter_mut().zip(&self.chunk_grads) {
             *g += c;
         }
-        Some(scratch.flow)
+        Some(self.scratch.flow.clone())
     }
 
     /// Loss and summed truncated gradient (into `self.grads`) of one window.
@@ -297,7 +302,8 @@ impl Trainer {
         let mut acc = MetricAcc::default();
         let (mut flow, mut flow_len) = (Vec::new(), 0);
         (self.h_in, self.c_in) = (self.h.clone(), self.c.clone());
-        let (h0, c0) = (self.h.clone(), self.c.clone());
+        // Taken, not cloned: both branches set the carried state again at the end.
+        let (h0, c0) = (std::mem::take(&mut self.h), std::mem::take(&mut self.c));
         if k1 == k2 {
             // Chunks of k with the state carried: with k = T, one chunk, full BPTT. A shorter last
             // chunk is extended back to k steps (recomputed from the state the previous chunk

@@ -150,11 +150,6 @@ impl PackedB {
         &self.spans[p]
     }
 
-    /// Depth K.
-    pub fn depth(&self) -> usize {
-        self.k
-    }
-
     /// One past the last column of C that any panel writes.
     pub fn c_end(&self) -> usize {
         self.spans

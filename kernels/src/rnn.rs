@@ -247,6 +247,17 @@ impl Workspace {
         self.layers[l].cs.get(s * bh..(s + 1) * bh).unwrap_or(&[])
     }
 
+    /// Every layer's state after `s` steps, `[L][B][H]` each (`c` empty for an RNN).
+    pub fn state(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
+        let layers = 0..self.shape.layers;
+        let h = layers
+            .clone()
+            .flat_map(|l| self.h_at(l, s).to_vec())
+            .collect();
+        let c = layers.flat_map(|l| self.c_at(l, s).to_vec()).collect();
+        (h, c)
+    }
+
     /// LSTM gate activations of layer `l` in the last forward, `[T][B][4H]` (empty for an RNN).
     pub fn gates(&self, l: usize) -> &[f32] {
         &self.layers[l].gates

@@ -118,8 +118,8 @@ pub fn run_kernels(p: &Problem, steps: usize, par: Par) -> Outputs {
     let (dh_n, dc_n) = (p.dh_n.as_deref().map(narrow), p.dc_n.as_deref().map(narrow));
     rnn::forward(&params, &x, h0.as_deref(), c0.as_deref(), &mut ws, par);
     let y = widen(ws.output());
-    let h_n: Vec<f64> = (0..s.layers).flat_map(|l| widen(ws.h_n(l))).collect();
-    let c_n: Vec<f64> = (0..s.layers).flat_map(|l| widen(ws.c_n(l))).collect();
+    let (h_n, c_n) = ws.state(p.t);
+    let (h_n, c_n) = (widen(&h_n), widen(&c_n));
     let lbh = s.layers * p.b * s.hidden;
     let mut grads = vec![f32::NAN; params.len()];
     let mut dx = vec![f32::NAN; x.len()];
