@@ -336,24 +336,25 @@ impl RunConfig {
 
     /// Sets one key from its string form (`--set key=value`), as if it were in the TOML file.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        self.set_value(key, parse_value(value))
+    }
+
+    /// Sets one key to a TOML value, checking the key and the value's type and form.
+    pub fn set_value(&mut self, key: &str, value: toml::Value) -> Result<(), ConfigError> {
         let mut table = toml::Table::try_from(&*self).expect("a RunConfig always serializes");
-        if !table.contains_key(key) && !OPTIONAL_KEYS.contains(&key) {
+        if !KEYS.contains(&key) {
             return Err(ConfigError::UnknownKey {
                 key: key.into(),
                 allowed: KEYS.join(", "),
             });
         }
-        // A value that is not valid TOML on its own (a bare word like `lstm`) is a string.
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.into()));
-        table.insert(key.into(), parsed);
+        let shown = value.to_string();
+        table.insert(key.into(), value);
         *self = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::BadValue {
                 key: key.into(),
-                value: value.into(),
+                value: shown,
                 reason: e.message().into(),
             })?;
         Ok(())
@@ -530,5 +531,11 @@ pub fn key_help(key: &str) -> &'static str {
     }
 }
 
-/// Keys that may be absent (and then do not appear in the serialized table).
-const OPTIONAL_KEYS: [&str; 3] = ["text", "truncation_k1", "truncation_k2"];
+/// A value as written on the command line: TOML if it parses as a TOML value, otherwise a
+/// string (so bare words like `lstm` and `norm:1` need no quotes).
+pub fn parse_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.into()))
+}

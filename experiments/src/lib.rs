@@ -5,7 +5,8 @@
 //! - [`model`]: the recurrent stack with its output head and loss;
 //! - [`init`]: parameter initialisations; [`optim`]: optimisers and learning-rate schedules;
 //! - [`train`]: TBPTT training with clipping, evaluation, diagnostics and divergence;
-//! - [`store`]: Parquet results written atomically; [`checkpoint`]: safetensors checkpoints;
+//! - [`sweep`]: sweep specs, expansion, the parallel resumable runner and shards;
+//! - [`store`]: Parquet results written atomically, read back and compacted; [`checkpoint`]: safetensors checkpoints;
 //! - [`sample`]: text from charlm/hello checkpoints; [`gradcheck`]: the `gradlab grad` tool.
 //!
 //! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
@@ -21,6 +22,7 @@ pub mod model;
 pub mod optim;
 pub mod sample;
 pub mod store;
+pub mod sweep;
 pub mod tasks;
 pub mod train;
 

@@ -6,9 +6,13 @@
 //! float64, boolean, string; nullable where a value can be missing), readable as-is by polars,
 //! pyarrow and DuckDB.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use polars::prelude::*;
 
@@ -35,26 +39,122 @@ pub struct Provenance {
     pub git_commit: String,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
+/// This machine's host name, as recorded in results and temporary-file names.
+pub fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Marks a temporary file: `.<name>.tmp-<host>-<pid>-<n>`. Host and pid tell
+/// [`clean_temporaries`] whether its writer may still be alive; `n` keeps the writes of one
+/// process apart.
+const TMP_MARK: &str = ".tmp-";
+
+fn tmp_path(path: &Path) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        ".{name}{TMP_MARK}{}-{}-{n}",
+        host().replace('-', "_"),
+        std::process::id()
+    ))
+}
+
+/// Testing hook: milliseconds to wait between writing a temporary file and renaming it
+/// (`GRADLAB_TEST_WRITE_DELAY_MS`), so that the reliability tests can kill a process mid-write.
+fn write_delay() -> Option<Duration> {
+    static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
+    *DELAY.get_or_init(|| {
+        std::env::var("GRADLAB_TEST_WRITE_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+    })
+}
+
+/// Writes `path` atomically: a temporary file in the same folder, flushed to disk, then renamed,
+/// so a reader sees the old file or the whole new one, never a part.
 pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let tmp = tmp_path(path);
     let result = (|| {
         let mut f = File::create(&tmp)?;
         write(&mut f)?;
         f.flush()?;
         f.sync_all()?;
+        if let Some(delay) = write_delay() {
+            std::thread::sleep(delay);
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// How long a temporary file of another host must be untouched before it counts as left over
+/// (a write takes milliseconds; hosts sharing a folder cannot see each other's processes).
+const FOREIGN_TMP_AGE: Duration = Duration::from_secs(600);
+
+/// Removes temporary files left by killed writers in `dir` and its table folders: those of this
+/// host whose process is gone, and those of other hosts untouched for ten minutes. Files of
+/// live writers (a shard running beside this one) are kept. Returns how many were removed.
+pub fn clean_temporaries(dir: &Path) -> std::io::Result<usize> {
+    let me = host().replace('-', "_");
+    let mut removed = 0;
+    for sub in ["", "runs", "steps", "flow", "failed", "report", "slurm"] {
+        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((_, owner)) = name.rsplit_once(TMP_MARK) else {
+                continue;
+            };
+            if !name.starts_with('.') {
+                continue;
+            }
+            let mut parts = owner.rsplitn(3, '-');
+            let (_n, pid, host) = (parts.next(), parts.next(), parts.next());
+            let stale = if host == Some(me.as_str()) {
+                let pid = pid.unwrap_or("");
+                pid == std::process::id().to_string() || !Path::new("/proc").join(pid).exists()
+            } else {
+                entry
+                    .metadata()?
+                    .modified()?
+                    .elapsed()
+                    .is_ok_and(|age| age > FOREIGN_TMP_AGE)
+            };
+            if stale {
+                fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Lists the temporary files under `dir` and its table folders (for `gradlab status`).
+pub fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    ["", "runs", "steps", "flow", "failed"]
+        .iter()
+        .filter_map(|sub| fs::read_dir(dir.join(sub)).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.') && name.contains(TMP_MARK)
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn write_parquet(path: &Path, mut df: DataFrame) -> std::io::Result<()> {
@@ -243,7 +343,208 @@ fn runs_frame(id: &str, cfg: &RunConfig, record: &RunRecord, prov: &Provenance) 
     frame(cols)
 }
 
-/// Reads a Parquet file (for tests and the report).
+/// Reads a Parquet file.
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
     ParquetReader::new(File::open(path)?).finish()
+}
+
+/// The tables of a results folder, one subfolder each.
+pub const TABLES: [&str; 3] = ["runs", "steps", "flow"];
+
+/// The file [`compact`] merges a table's parts into, beside them in the table's folder (so a
+/// reader of `<table>/*.parquet` reads it too).
+pub const COMPACTED: &str = "compacted.parquet";
+
+/// The per-run part files of a table, `<table>/<run_id>.parquet`, sorted by run_id.
+pub fn parts(dir: &Path, table: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut parts = Vec::new();
+    let entries = match fs::read_dir(dir.join(table)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(id) = name.strip_suffix(".parquet") {
+            if !name.starts_with('.') && name != COMPACTED {
+                parts.push((id.to_string(), path));
+            }
+        }
+    }
+    parts.sort();
+    Ok(parts)
+}
+
+/// The run_ids whose `runs` row exists (a part file, or a row of the compacted file): the runs
+/// that are complete.
+pub fn completed_ids(dir: &Path) -> PolarsResult<BTreeSet<String>> {
+    let mut ids: BTreeSet<String> = parts(dir, "runs")?.into_iter().map(|(id, _)| id).collect();
+    let compacted = dir.join("runs").join(COMPACTED);
+    if compacted.exists() {
+        let df = read_parquet(&compacted)?;
+        ids.extend(
+            df.column("run_id")?
+                .str()?
+                .iter()
+                .flatten()
+                .map(String::from),
+        );
+    }
+    Ok(ids)
+}
+
+/// Reads one table of a results folder whole: every part file, and the rows of the compacted
+/// file whose run has no part file (a part is newer: a compaction killed before it removed the
+/// parts it merged leaves both). Runs whose tables have different columns (the per-layer
+/// columns of `steps`) are aligned, with nulls where a run has no such column. `None` when the
+/// table has no file at all.
+pub fn read_table(dir: &Path, table: &str) -> PolarsResult<Option<DataFrame>> {
+    let parts = parts(dir, table)?;
+    let mut frames = Vec::with_capacity(parts.len() + 1);
+    let compacted = dir.join(table).join(COMPACTED);
+    if compacted.exists() {
+        let df = read_parquet(&compacted)?;
+        let ids: BTreeSet<&str> = parts.iter().map(|(id, _)| id.as_str()).collect();
+        let keep: BooleanChunked = df
+            .column("run_id")?
+            .str()?
+            .iter()
+            .map(|id| !id.is_some_and(|id| ids.contains(id)))
+            .collect();
+        frames.push(df.filter(&keep)?);
+    }
+    for (_, path) in &parts {
+        frames.push(
+            read_parquet(path)
+                .map_err(|e| e.context(format!("reading {}", path.display()).into()))?,
+        );
+    }
+    concat_aligned(frames)
+}
+
+/// Stacks frames whose columns may differ: the union of their columns in first-seen order,
+/// nulls where a frame lacks one.
+fn concat_aligned(frames: Vec<DataFrame>) -> PolarsResult<Option<DataFrame>> {
+    let mut schema: Vec<(PlSmallStr, DataType)> = Vec::new();
+    for df in &frames {
+        for c in df.columns() {
+            if !schema.iter().any(|(n, _)| n == c.name()) {
+                schema.push((c.name().clone(), c.dtype().clone()));
+            }
+        }
+    }
+    let mut out: Option<DataFrame> = None;
+    for df in frames {
+        let height = df.height();
+        let cols = schema
+            .iter()
+            .map(|(name, dtype)| match df.column(name) {
+                Ok(c) => c.cast(dtype),
+                Err(_) => Ok(Column::full_null(name.clone(), height, dtype)),
+            })
+            .collect::<PolarsResult<Vec<_>>>()?;
+        let df = DataFrame::new(height, cols)?;
+        match &mut out {
+            None => out = Some(df),
+            Some(o) => {
+                o.vstack_mut_owned(df)?;
+            }
+        }
+    }
+    Ok(out.map(|mut df| {
+        df.rechunk_mut();
+        df
+    }))
+}
+
+/// What [`compact`] did to one table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compacted {
+    pub table: &'static str,
+    /// Part files merged (and removed).
+    pub parts: usize,
+    /// Rows in the compacted file.
+    pub rows: usize,
+}
+
+/// Merges each table's part files into `<table>/compacted.parquet`, without losing a row: the
+/// merged file (earlier compacted rows plus every part, sorted by run) is written atomically,
+/// checked, and only then are the parts it holds removed. Parts written meanwhile stay as they
+/// are. A lock keeps two compactions of one folder apart.
+pub fn compact(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
+    let lock_path = dir.join(".gradlab-compact.lock");
+    let lock = File::create(&lock_path).map_err(|e| StoreError::io(&lock_path, e))?;
+    lock.try_lock()
+        .map_err(|_| StoreError::Locked(dir.to_path_buf()))?;
+    let mut done = Vec::new();
+    for table in TABLES {
+        let parts = parts(dir, table).map_err(|e| StoreError::io(&dir.join(table), e))?;
+        if parts.is_empty() {
+            continue;
+        }
+        let path = dir.join(table).join(COMPACTED);
+        let before = if path.exists() {
+            read_parquet(&path)?.height()
+        } else {
+            0
+        };
+        let df = read_table(dir, table)?.expect("the table has parts");
+        let by: &[&str] = match table {
+            "runs" => &["run_id"],
+            "steps" => &["run_id", "step"],
+            _ => &["run_id", "step", "source", "layer", "lag"],
+        };
+        let df = df.sort(by, SortMultipleOptions::default().with_maintain_order(true))?;
+        let rows = df.height();
+        write_parquet(&path, df).map_err(|e| StoreError::io(&path, e))?;
+        let reread = read_parquet(&path)?.height();
+        if reread != rows || rows < before {
+            return Err(StoreError::Check {
+                path,
+                expected: rows,
+                found: reread,
+            });
+        }
+        for (_, part) in &parts {
+            fs::remove_file(part).map_err(|e| StoreError::io(part, e))?;
+        }
+        done.push(Compacted {
+            table,
+            parts: parts.len(),
+            rows,
+        });
+    }
+    Ok(done)
+}
+
+/// Why results could not be read or compacted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+    #[error("another `gradlab compact` is working on {0}; wait for it to finish")]
+    Locked(PathBuf),
+    #[error("{path} holds {found} rows after writing, expected {expected}; the parts were kept")]
+    Check {
+        path: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }

@@ -49,3 +49,29 @@ pub fn isa() -> &'static str {
         "scalar fallback"
     }
 }
+
+/// The SIMD features of the CPU this process runs on (detected at run time), for the record
+/// of where results were computed; [`isa`] is what the build uses.
+pub fn cpu_features() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut found = Vec::new();
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if std::arch::is_x86_feature_detected!($f) {
+                    found.push($f);
+                }
+            )*};
+        }
+        probe!("sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl");
+        found
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        vec!["neon"]
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        Vec::new()
+    }
+}
