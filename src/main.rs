@@ -4,6 +4,8 @@
 
 mod bench;
 mod run;
+mod slurm;
+mod sweep;
 mod tools;
 
 use std::process::ExitCode;
@@ -32,6 +34,12 @@ struct Cli {
 enum Command {
     /// Train one model and write its results (Parquet) and checkpoint (safetensors).
     Run(run::RunArgs),
+    /// Run a sweep spec: every combination of its grid and seeds, in parallel, resumably.
+    Sweep(sweep::SweepArgs),
+    /// Show how many runs of a sweep are complete, failed and missing.
+    Status(sweep::StatusArgs),
+    /// Merge a results folder's per-run files into one file per table.
+    Compact(sweep::CompactArgs),
     /// Generate text from a charlm or hello checkpoint.
     Sample(tools::SampleArgs),
     /// Forward and backward of a stack on given tensors, to cross-check against any framework.
@@ -44,6 +52,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Sweep(args) => sweep::run(args),
+        Command::Status(args) => sweep::status(args),
+        Command::Compact(args) => sweep::compact(args),
         Command::Sample(args) => tools::sample_cmd(args),
         Command::Grad(args) => tools::grad_cmd(args),
         Command::Bench(args) => bench::run(args),

@@ -119,10 +119,60 @@ pub fn provenance(sweep: &str) -> Provenance {
     }
 }
 
-/// Creates `dir` and checks that files can be written there, before any work starts.
-pub fn ensure_writable(dir: &Path) -> Result<()> {
+/// Checks, before any work starts, that results can be written to `dir`, and creates it. The
+/// folder's parent must exist (a mistyped path is an error, not a new tree of folders), except
+/// for the default `results/<name>`; a folder marked read-only (no write permission bits) is
+/// refused even where the user could write to it anyway (root).
+pub fn ensure_writable(dir: &Path, is_default: bool) -> Result<()> {
+    if dir.exists() {
+        check_writable(dir)?;
+        for table in ["runs", "steps", "flow", "failed"] {
+            let sub = dir.join(table);
+            if sub.is_dir() {
+                check_writable(&sub)?;
+            }
+        }
+        return Ok(());
+    }
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if !parent.is_dir() && (parent.exists() || !is_default) {
+        let why = if parent.exists() {
+            "is not a folder"
+        } else {
+            "does not exist; create it first or choose another --out"
+        };
+        bail!(
+            "cannot create the output folder {}: its parent {} {why}",
+            dir.display(),
+            parent.display()
+        );
+    }
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    check_writable(dir)
+}
+
+fn check_writable(dir: &Path) -> Result<()> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the output folder {}", dir.display()))?;
+    if !meta.is_dir() {
+        bail!("the output path {} is a file, not a folder", dir.display());
+    }
+    #[cfg(unix)]
+    let read_only = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o222 == 0;
+    #[cfg(not(unix))]
+    let read_only = meta.permissions().readonly();
+    if read_only {
+        bail!(
+            "the output folder {} is read-only; make it writable (chmod u+w {}) or choose \
+             another --out",
+            dir.display(),
+            dir.display()
+        );
+    }
     let probe = dir.join(format!(".gradlab-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"")
         .with_context(|| format!("the output folder {} is not writable", dir.display()))?;
@@ -149,19 +199,26 @@ pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
     Ok(cfg)
 }
 
+/// A thread count from its flag (`--threads`, `--jobs`): every core by default, at least 1.
+pub fn thread_count(given: Option<usize>, flag: &str) -> Result<usize> {
+    match given {
+        Some(0) => bail!("{flag} must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// The output folder: `--out`, or `results/<name>`.
+pub fn out_dir(out: &Option<PathBuf>, name: &str) -> PathBuf {
+    out.clone()
+        .unwrap_or_else(|| Path::new("results").join(name))
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     let cfg = load_config(&args)?;
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("results").join(&cfg.name));
-    ensure_writable(&dir)?;
+    let threads = thread_count(args.threads, "--threads")?;
+    let dir = out_dir(&args.out, &cfg.name);
+    ensure_writable(&dir, args.out.is_none())?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()

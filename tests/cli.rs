@@ -16,7 +16,11 @@ fn help_lists_only_verbs_that_work() {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(verbs, ["run", "sample", "grad", "bench", "help"], "{help}");
+    assert_eq!(
+        verbs,
+        ["run", "sweep", "status", "compact", "sample", "grad", "bench", "help"],
+        "{help}"
+    );
 }
 
 #[test]

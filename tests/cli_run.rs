@@ -5,19 +5,12 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{gradlab, text};
+use common::{gradlab, text, tmpdir};
 
 use gradlab_experiments::store::read_parquet;
 use gradlab_kernels::reference;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::{Cell, StackShape};
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gradlab-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn files(dir: &Path, sub: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join(sub))

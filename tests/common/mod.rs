@@ -1,6 +1,10 @@
 //! Running the `gradlab` binary from the integration tests.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use gradlab_experiments::store::{self, read_table};
+use polars::prelude::*;
 
 /// Runs `gradlab` with `args` and returns what it printed and its status.
 pub fn gradlab(args: &[&str]) -> Output {
@@ -13,4 +17,94 @@ pub fn gradlab(args: &[&str]) -> Output {
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A fresh empty folder for one test.
+#[allow(dead_code)]
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gradlab-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A sweep of 8 tiny runs: truncation x clip x 2 seeds.
+#[allow(dead_code)]
+pub const SPEC: &str = r#"name = "tiny"
+seeds = [0, 1]
+
+[base]
+task = "adding"
+seq_len = 20
+hidden = 8
+steps = 60
+log_every = 10
+eval_every = 30
+eval_sequences = 50
+
+[grid]
+truncation = [5, "full"]
+clip = ["none", "norm:1"]
+"#;
+
+/// Writes [`SPEC`] to `dir/spec.toml`.
+#[allow(dead_code)]
+pub fn write_spec(dir: &Path) -> PathBuf {
+    let p = dir.join("spec.toml");
+    std::fs::write(&p, SPEC).unwrap();
+    p
+}
+
+#[allow(dead_code)]
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs `gradlab sweep ARGS`, which must succeed, and returns its standard output.
+#[allow(dead_code)]
+pub fn sweep_ok(args: &[&str]) -> String {
+    let o = gradlab(&[&["sweep"], args].concat());
+    assert!(
+        o.status.success(),
+        "gradlab sweep {args:?} failed:\n{}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// A table sorted by its key columns, without the timing columns: the columns that must not
+/// depend on how, where or in how many pieces a sweep ran.
+#[allow(dead_code)]
+pub fn metrics(dir: &Path, table: &str) -> DataFrame {
+    let df = read_table(dir, table)
+        .unwrap()
+        .expect("the table has files");
+    let by: &[&str] = match table {
+        "runs" => &["run_id"],
+        "steps" => &["run_id", "step"],
+        _ => &["run_id", "step", "source", "layer", "lag"],
+    };
+    let mut df = df.sort(by, SortMultipleOptions::default()).unwrap();
+    for timing in ["wall_seconds", "steps_per_sec"] {
+        if df.column(timing).is_ok() {
+            df = df.drop(timing).unwrap();
+        }
+    }
+    df
+}
+
+/// The three tables of two results folders hold the same metric values.
+#[allow(dead_code)]
+pub fn assert_same_results(a: &Path, b: &Path) {
+    for table in store::TABLES {
+        let (x, y) = (metrics(a, table), metrics(b, table));
+        assert_eq!(x.shape(), y.shape(), "{table}: shapes differ");
+        assert!(
+            x.equals_missing(&y),
+            "{table} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
 }

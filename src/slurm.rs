@@ -1,0 +1,178 @@
+//! `gradlab sweep --slurm`: a Slurm job array whose task i runs shard i of the sweep.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gradlab_experiments::store;
+use gradlab_experiments::sweep::{self, PlannedRun};
+
+/// Slurm options of `gradlab sweep`.
+#[derive(Args, Debug)]
+pub struct SlurmArgs {
+    /// Write a Slurm job array for the sweep (results/<name>/slurm/array.sbatch) and submit it
+    #[arg(long)]
+    pub slurm: bool,
+    /// Array tasks running at once (sbatch --array=...%K)
+    #[arg(long, value_name = "K", requires = "slurm")]
+    array_parallelism: Option<usize>,
+    /// Array tasks, each one shard of the sweep [default: one per run, at most 1000]
+    #[arg(long, value_name = "N", requires = "slurm")]
+    array_tasks: Option<usize>,
+    /// Slurm partition
+    #[arg(long, value_name = "P", requires = "slurm")]
+    partition: Option<String>,
+    /// Time limit of each task (sbatch --time), e.g. 1:00:00
+    #[arg(long, value_name = "T", requires = "slurm")]
+    time: Option<String>,
+    /// CPUs of each task; its runs use that many threads
+    #[arg(long, value_name = "C", requires = "slurm", default_value_t = 1)]
+    cpus_per_task: usize,
+}
+
+/// A word for a POSIX shell, quoted.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// `0-3,7,9-12` for sbatch --array.
+fn ranges(indices: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < indices.len() {
+        let mut j = i;
+        while j + 1 < indices.len() && indices[j + 1] == indices[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            indices[i].to_string()
+        } else {
+            format!("{}-{}", indices[i], indices[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// Writes the array script into `dir/slurm/` and submits the tasks whose shard has runs still
+/// missing (all of them the first time), so resubmitting finishes only what is missing.
+pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> Result<()> {
+    if a.cpus_per_task == 0 {
+        bail!("--cpus-per-task must be at least 1");
+    }
+    if a.array_parallelism == Some(0) {
+        bail!("--array-parallelism must be at least 1");
+    }
+    let n = a.array_tasks.unwrap_or(runs.len().min(1000));
+    if n == 0 || n > runs.len() {
+        bail!(
+            "--array-tasks {n}: must be between 1 and the number of runs ({})",
+            runs.len()
+        );
+    }
+    let dir = std::path::absolute(dir).context("cannot resolve the output folder")?;
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let exe = std::env::current_exe().context("cannot find the gradlab binary")?;
+    let done = if dir.is_dir() {
+        store::completed_ids(&dir)?
+    } else {
+        Default::default()
+    };
+    let pending: Vec<usize> = (0..n)
+        .filter(|&i| {
+            sweep::shard(runs, i, n)
+                .iter()
+                .any(|r| !done.contains(&r.id))
+        })
+        .collect();
+    let missing = runs.iter().filter(|r| !done.contains(&r.id)).count();
+    if pending.is_empty() {
+        println!(
+            "all {} runs are complete in {}; nothing to submit",
+            runs.len(),
+            dir.display()
+        );
+        return Ok(());
+    }
+
+    let slurm_dir = dir.join("slurm");
+    let script_path = slurm_dir.join("array.sbatch");
+    let mut script = format!(
+        "#!/bin/bash\n\
+         # Written by `gradlab sweep --slurm`. Task i of this array runs shard i/{n} of the sweep\n\
+         # in {dir}; complete runs are skipped, so resubmitting finishes what is missing.\n\
+         # The shard count is written out (not $SLURM_ARRAY_TASK_COUNT) because a resubmission\n\
+         # runs only some of the tasks.\n\
+         #SBATCH --job-name=gradlab-{name}\n\
+         #SBATCH --array=0-{last}\n\
+         #SBATCH --output={out}/%A_%a.out\n\
+         #SBATCH --chdir={cwd}\n\
+         #SBATCH --cpus-per-task={cpus}\n",
+        dir = dir.display(),
+        name = runs[0].config.name,
+        last = n - 1,
+        out = slurm_dir.display(),
+        cwd = cwd.display(),
+        cpus = a.cpus_per_task,
+    );
+    if let Some(p) = &a.partition {
+        script += &format!("#SBATCH --partition={p}\n");
+    }
+    if let Some(t) = &a.time {
+        script += &format!("#SBATCH --time={t}\n");
+    }
+    script += &format!(
+        "set -eu\nexec {exe} sweep {spec} --out {dir} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\" \
+         --shard \"$SLURM_ARRAY_TASK_ID/{n}\"\n",
+        exe = quote(&exe.to_string_lossy()),
+        spec = quote(&dir.join("sweep.toml").to_string_lossy()),
+        dir = quote(&dir.to_string_lossy()),
+    );
+    let array = match a.array_parallelism {
+        Some(k) => format!("{}%{k}", ranges(&pending)),
+        None => ranges(&pending),
+    };
+    let args = [
+        "--parsable".to_string(),
+        format!("--array={array}"),
+        script_path.to_string_lossy().into_owned(),
+    ];
+    if dry_run {
+        println!("{script}");
+        println!(
+            "would write {} and run: sbatch {} ({} tasks for {missing} missing runs; dry run: nothing written or submitted)",
+            script_path.display(),
+            args.join(" "),
+            pending.len()
+        );
+        return Ok(());
+    }
+    store::write_atomic(&script_path, |f| {
+        std::io::Write::write_all(f, script.as_bytes())
+    })
+    .with_context(|| format!("cannot write {}", script_path.display()))?;
+    let out = Command::new("sbatch").args(&args).output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run sbatch ({e}): --slurm needs a Slurm client on PATH; without Slurm, run \
+             the shards with any launcher: gradlab sweep SPEC --shard i/N"
+        )
+    })?;
+    if !out.status.success() {
+        bail!(
+            "sbatch failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let job = stdout.trim().split(';').next().unwrap_or("").to_string();
+    println!(
+        "submitted array job {job}: {} tasks (of {n} shards) for {missing} missing runs",
+        pending.len()
+    );
+    println!("follow it:  squeue -j {job}");
+    println!("progress:   gradlab status {}", dir.display());
+    println!("task logs:  {}/{job}_<task>.out", slurm_dir.display());
+    Ok(())
+}

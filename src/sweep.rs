@@ -1,0 +1,433 @@
+//! `gradlab sweep`, `gradlab status` and `gradlab compact`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use gradlab_experiments::store;
+use gradlab_experiments::sweep::{self, Event, PlannedRun, RunnerOptions, Spec};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::run::{ensure_writable, out_dir, provenance, thread_count};
+use crate::slurm::{self, SlurmArgs};
+
+/// Arguments of `gradlab sweep`.
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Sweep spec: TOML with name, seeds, [base], [grid] and optionally [random]
+    spec: PathBuf,
+    /// Results folder [default: results/<name>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Threads; small models run one per thread [default: every core]
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Override a [base] key (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Replace or add a grid axis (repeatable), e.g. --grid truncation=10,50,full
+    #[arg(long = "grid", value_name = "KEY=V1,V2,...")]
+    grid: Vec<String>,
+    /// Print the expanded runs and how many are complete; run and write nothing
+    #[arg(long)]
+    dry_run: bool,
+    /// Run only part i of N (0 <= i < N); the N parts are disjoint and together the whole sweep
+    #[arg(long, value_name = "i/N", conflicts_with = "slurm")]
+    shard: Option<String>,
+    /// Stop starting runs after the first failure
+    #[arg(long)]
+    fail_fast: bool,
+    #[command(flatten)]
+    slurm: SlurmArgs,
+}
+
+fn key_value<'a>(flag: &str, kv: &'a str, example: &str) -> Result<(&'a str, &'a str)> {
+    kv.split_once('=')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .with_context(|| format!("{flag} '{kv}': expected {example}"))
+}
+
+/// The spec with the command line's overrides, and its runs.
+fn load(args: &SweepArgs) -> Result<(Spec, Vec<PlannedRun>)> {
+    let mut spec = Spec::load(&args.spec)?;
+    for kv in &args.set {
+        let (k, v) = key_value("--set", kv, "KEY=VALUE, e.g. --set hidden=64")?;
+        spec.set(k, v)?;
+    }
+    for kv in &args.grid {
+        let (k, v) = key_value("--grid", kv, "KEY=V1,V2,..., e.g. --grid hidden=32,64")?;
+        spec.set_axis(k, v)?;
+    }
+    let runs = spec.expand()?;
+    // A missing text file would fail every charlm run: say so before any starts.
+    let mut texts: Vec<&Path> = runs
+        .iter()
+        .filter_map(|r| r.config.text.as_deref())
+        .collect();
+    texts.dedup();
+    for text in texts {
+        if !text.is_file() {
+            bail!(
+                "the text file {} (key 'text') does not exist or is not a file",
+                text.display()
+            );
+        }
+    }
+    Ok((spec, runs))
+}
+
+pub fn run(args: SweepArgs) -> Result<()> {
+    let (spec, runs) = load(&args)?;
+    let (shard_i, shard_n) = match &args.shard {
+        Some(s) => sweep::parse_shard(s).map_err(anyhow::Error::msg)?,
+        None => (0, 1),
+    };
+    let jobs = thread_count(args.jobs, "--jobs")?;
+    let dir = out_dir(&args.out, &spec.name);
+    let mine = sweep::shard(&runs, shard_i, shard_n);
+
+    if args.dry_run && !args.slurm.slurm {
+        return dry_run(&dir, &spec, &runs, &mine, &args);
+    }
+    if !args.dry_run {
+        ensure_writable(&dir, args.out.is_none())?;
+        let removed = store::clean_temporaries(&dir)
+            .with_context(|| format!("cannot clean up {}", dir.display()))?;
+        if removed > 0 {
+            eprintln!("removed {removed} temporary files left by an interrupted sweep");
+        }
+        write_spec_and_manifest(&dir, &spec, jobs, args.shard.as_deref())?;
+    }
+    if args.slurm.slurm {
+        return slurm::submit(&args.slurm, &dir, &runs, args.dry_run);
+    }
+
+    let done = store::completed_ids(&dir)
+        .with_context(|| format!("cannot read the results in {}", dir.display()))?;
+    let todo: Vec<&PlannedRun> = mine
+        .iter()
+        .copied()
+        .filter(|r| !done.contains(&r.id))
+        .collect();
+    let part = match &args.shard {
+        Some(s) => format!(" (shard {s}: {} runs)", mine.len()),
+        None => String::new(),
+    };
+    println!(
+        "sweep {}: {} runs{part}, {} already complete, {} to run on {jobs} threads -> {}",
+        spec.name,
+        runs.len(),
+        mine.len() - todo.len(),
+        todo.len(),
+        dir.display()
+    );
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let opts = RunnerOptions {
+        jobs,
+        fail_fast: args.fail_fast,
+    };
+    let report = Reporter::new(todo.len());
+    let summary = sweep::execute(&dir, &todo, &opts, &provenance(&spec.name), &|e| {
+        report.event(e)
+    })
+    .context("could not start the sweep's threads")?;
+    report.finish();
+    println!(
+        "{} runs finished ({} diverged), {} failed{} in {:.1} s; results in {}",
+        summary.finished,
+        summary.diverged,
+        summary.failed,
+        if summary.not_started > 0 {
+            format!(", {} not started (--fail-fast)", summary.not_started)
+        } else {
+            String::new()
+        },
+        report.start.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    if summary.failed > 0 {
+        bail!(
+            "{} runs failed (see {}); run the same command again to retry them",
+            summary.failed,
+            dir.join("failed").display()
+        );
+    }
+    Ok(())
+}
+
+fn dry_run(
+    dir: &Path,
+    spec: &Spec,
+    runs: &[PlannedRun],
+    mine: &[&PlannedRun],
+    args: &SweepArgs,
+) -> Result<()> {
+    let p = if dir.is_dir() {
+        sweep::progress(dir, runs)?
+    } else {
+        sweep::Progress {
+            total: runs.len(),
+            missing: runs.len(),
+            ..Default::default()
+        }
+    };
+    let complete = store::completed_ids(dir).unwrap_or_default();
+    let failed: std::collections::BTreeSet<&str> =
+        p.failed.iter().map(|(r, _)| r.id.as_str()).collect();
+    for run in mine {
+        let state = if complete.contains(&run.id) {
+            "complete"
+        } else if failed.contains(run.id.as_str()) {
+            "failed"
+        } else {
+            "to run"
+        };
+        println!(
+            "{:>5}  {}  {:<8}  {}",
+            run.index,
+            run.id,
+            state,
+            run.label()
+        );
+    }
+    let part = match &args.shard {
+        Some(s) => format!("; shard {s} holds {}", mine.len()),
+        None => String::new(),
+    };
+    println!(
+        "sweep {}: {} runs{part}; in {}: {} complete, {} failed, {} missing (dry run: nothing run or written)",
+        spec.name,
+        p.total,
+        dir.display(),
+        p.complete,
+        p.failed.len(),
+        p.missing
+    );
+    Ok(())
+}
+
+/// `sweep.toml` (the spec as run) and `manifest.json` (what ran it, where).
+fn write_spec_and_manifest(
+    dir: &Path,
+    spec: &Spec,
+    jobs: usize,
+    shard: Option<&str>,
+) -> Result<()> {
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        store::write_atomic(&path, |f| std::io::Write::write_all(f, text.as_bytes()))
+            .with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("sweep.toml", spec.to_toml())?;
+    let manifest = serde_json::json!({
+        "sweep": spec.name,
+        "gradlab_version": env!("CARGO_PKG_VERSION"),
+        "git_commit": env!("GRADLAB_GIT_COMMIT"),
+        "rustc": env!("GRADLAB_RUSTC"),
+        "host": store::host(),
+        "isa": gradlab_kernels::isa(),
+        "cpu_features": gradlab_kernels::cpu_features(),
+        "jobs": jobs,
+        "shard": shard,
+        "command": std::env::args().collect::<Vec<_>>(),
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    });
+    write(
+        "manifest.json",
+        serde_json::to_string_pretty(&manifest).expect("json serializes") + "\n",
+    )
+}
+
+/// Progress of a sweep: a bar on a terminal, one line per finished run otherwise.
+struct Reporter {
+    bar: Option<ProgressBar>,
+    total: usize,
+    done: AtomicUsize,
+    failed: AtomicUsize,
+    start: Instant,
+    lines: Mutex<()>,
+}
+
+impl Reporter {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {pos}/{len} runs  {msg}  eta {eta}")
+                    .expect("valid template"),
+            );
+            bar.set_message("0 failed");
+            bar
+        });
+        Reporter {
+            bar,
+            total,
+            done: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            start: Instant::now(),
+            lines: Mutex::new(()),
+        }
+    }
+
+    fn event(&self, e: Event) {
+        let (run, line) = match e {
+            Event::Started(_) => return,
+            Event::Finished(run, o) => (
+                run,
+                format!(
+                    "{:<8} final loss {:.5}  {:.1} s",
+                    o.status.as_str(),
+                    o.final_loss,
+                    o.wall_seconds
+                ),
+            ),
+            Event::Failed(run, message) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                (run, format!("FAILED   {message}"))
+            }
+        };
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = self.failed.load(Ordering::Relaxed);
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(done as u64);
+                bar.set_message(format!("{failed} failed"));
+                if failed > 0 && line.starts_with("FAILED") {
+                    bar.println(format!("{} {}: {line}", run.id, run.label()));
+                }
+            }
+            None => {
+                let elapsed = self.start.elapsed().as_secs_f64();
+                let eta = elapsed / done as f64 * (self.total - done) as f64;
+                let _guard = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+                eprintln!(
+                    "[{done:>w$}/{}] {} {}  {line}  (eta {eta:.0} s)",
+                    self.total,
+                    run.id,
+                    run.label(),
+                    w = self.total.to_string().len()
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Arguments of `gradlab status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// A sweep's results folder (with its sweep.toml)
+    dir: PathBuf,
+}
+
+/// The spec of the sweep whose results are in `dir`.
+pub fn sweep_in(dir: &Path) -> Result<(Spec, Vec<PlannedRun>)> {
+    if !dir.is_dir() {
+        bail!("{} does not exist or is not a folder", dir.display());
+    }
+    let path = dir.join("sweep.toml");
+    if !path.is_file() {
+        bail!(
+            "{} is not a sweep's results folder: it has no sweep.toml (`gradlab sweep SPEC` writes one)",
+            dir.display()
+        );
+    }
+    let spec = Spec::load(&path)?;
+    let runs = spec.expand()?;
+    Ok((spec, runs))
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let dir = &args.dir;
+    let (spec, runs) = sweep_in(dir)?;
+    let p = sweep::progress(dir, &runs)?;
+    let ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let done = store::completed_ids(dir)?;
+    let extra = done.iter().filter(|id| !ids.contains(id.as_str())).count();
+    let diverged = match store::read_table(dir, "runs")? {
+        Some(df) => {
+            let id = df.column("run_id")?.str()?.clone();
+            let status = df.column("status")?.str()?.clone();
+            id.iter()
+                .zip(status.iter())
+                .filter(|(i, s)| i.is_some_and(|i| ids.contains(i)) && *s == Some("diverged"))
+                .count()
+        }
+        None => 0,
+    };
+    println!(
+        "sweep {} in {}: {} runs: {} complete ({} diverged), {} failed, {} missing",
+        spec.name,
+        dir.display(),
+        p.total,
+        p.complete,
+        diverged,
+        p.failed.len(),
+        p.missing
+    );
+    for (run, message) in &p.failed {
+        println!("  failed {} {}: {message}", run.id, run.label());
+    }
+    if extra > 0 {
+        println!("{extra} complete runs in the folder are not in its sweep.toml (an earlier spec)");
+    }
+    let tmp = store::temporaries(dir);
+    if !tmp.is_empty() {
+        println!(
+            "{} temporary files (a sweep is writing, or was killed; the next start cleans them up)",
+            tmp.len()
+        );
+    }
+    if !p.failed.is_empty() || p.missing > 0 {
+        println!(
+            "to finish it: gradlab sweep {} --out {}",
+            dir.join("sweep.toml").display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Arguments of `gradlab compact`.
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// A results folder (of a sweep or a run)
+    dir: PathBuf,
+}
+
+pub fn compact(args: CompactArgs) -> Result<()> {
+    let dir = &args.dir;
+    if !dir.join("runs").is_dir() {
+        bail!(
+            "{} is not a results folder: it has no runs/ folder",
+            dir.display()
+        );
+    }
+    let done = store::compact(dir)?;
+    if done.is_empty() {
+        println!("nothing to compact in {}: no part files", dir.display());
+    }
+    for c in done {
+        println!(
+            "{}: merged {} part files into {} ({} rows)",
+            c.table,
+            c.parts,
+            dir.join(c.table).join(store::COMPACTED).display(),
+            c.rows
+        );
+    }
+    Ok(())
+}
