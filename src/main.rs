@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod report;
 mod run;
 mod slurm;
 mod sweep;
@@ -34,12 +35,16 @@ struct Cli {
 enum Command {
     /// Train one model and write its results (Parquet) and checkpoint (safetensors).
     Run(run::RunArgs),
+    /// Run the built-in demonstration sweep (vanishing and exploding gradients) and report it.
+    Demo(report::DemoArgs),
     /// Run a sweep spec: every combination of its grid and seeds, in parallel, resumably.
     Sweep(sweep::SweepArgs),
     /// Show how many runs of a sweep are complete, failed and missing.
     Status(sweep::StatusArgs),
     /// Merge a results folder's per-run files into one file per table.
     Compact(sweep::CompactArgs),
+    /// Tables (Markdown, LaTeX, CSV) and plots of a sweep, aggregated over seeds.
+    Report(report::ReportArgs),
     /// Generate text from a charlm or hello checkpoint.
     Sample(tools::SampleArgs),
     /// Forward and backward of a stack on given tensors, to cross-check against any framework.
@@ -52,9 +57,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Demo(args) => report::demo(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Status(args) => sweep::status(args),
         Command::Compact(args) => sweep::compact(args),
+        Command::Report(args) => report::run(args),
         Command::Sample(args) => tools::sample_cmd(args),
         Command::Grad(args) => tools::grad_cmd(args),
         Command::Bench(args) => bench::run(args),

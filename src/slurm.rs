@@ -9,7 +9,7 @@ use gradlab_experiments::store;
 use gradlab_experiments::sweep::{self, PlannedRun};
 
 /// Slurm options of `gradlab sweep`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct SlurmArgs {
     /// Write a Slurm job array for the sweep (results/<name>/slurm/array.sbatch) and submit it
     #[arg(long)]

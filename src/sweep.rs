@@ -16,33 +16,33 @@ use crate::run::{ensure_writable, out_dir, provenance, thread_count};
 use crate::slurm::{self, SlurmArgs};
 
 /// Arguments of `gradlab sweep`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct SweepArgs {
     /// Sweep spec: TOML with name, seeds, [base], [grid] and optionally [random]
-    spec: PathBuf,
+    pub spec: PathBuf,
     /// Results folder [default: results/<name>]
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub out: Option<PathBuf>,
     /// Threads; small models run one per thread [default: every core]
     #[arg(long, value_name = "N")]
-    jobs: Option<usize>,
+    pub jobs: Option<usize>,
     /// Override a [base] key (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    pub set: Vec<String>,
     /// Replace or add a grid axis (repeatable), e.g. --grid truncation=10,50,full
     #[arg(long = "grid", value_name = "KEY=V1,V2,...")]
-    grid: Vec<String>,
+    pub grid: Vec<String>,
     /// Print the expanded runs and how many are complete; run and write nothing
     #[arg(long)]
-    dry_run: bool,
+    pub dry_run: bool,
     /// Run only part i of N (0 <= i < N); the N parts are disjoint and together the whole sweep
     #[arg(long, value_name = "i/N", conflicts_with = "slurm")]
-    shard: Option<String>,
+    pub shard: Option<String>,
     /// Stop starting runs after the first failure
     #[arg(long)]
-    fail_fast: bool,
+    pub fail_fast: bool,
     #[command(flatten)]
-    slurm: SlurmArgs,
+    pub slurm: SlurmArgs,
 }
 
 fn key_value<'a>(flag: &str, kv: &'a str, example: &str) -> Result<(&'a str, &'a str)> {
@@ -52,8 +52,7 @@ fn key_value<'a>(flag: &str, kv: &'a str, example: &str) -> Result<(&'a str, &'a
 }
 
 /// The spec with the command line's overrides, and its runs.
-fn load(args: &SweepArgs) -> Result<(Spec, Vec<PlannedRun>)> {
-    let mut spec = Spec::load(&args.spec)?;
+fn with_overrides(mut spec: Spec, args: &SweepArgs) -> Result<(Spec, Vec<PlannedRun>)> {
     for kv in &args.set {
         let (k, v) = key_value("--set", kv, "KEY=VALUE, e.g. --set hidden=64")?;
         spec.set(k, v)?;
@@ -81,7 +80,14 @@ fn load(args: &SweepArgs) -> Result<(Spec, Vec<PlannedRun>)> {
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
-    let (spec, runs) = load(&args)?;
+    let spec = Spec::load(&args.spec)?;
+    run_spec(spec, &args).map(|_| ())
+}
+
+/// Runs `spec` with the overrides and options of `args` (its `spec` path aside); returns the
+/// results folder.
+pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
+    let (spec, runs) = with_overrides(spec, args)?;
     let (shard_i, shard_n) = match &args.shard {
         Some(s) => sweep::parse_shard(s).map_err(anyhow::Error::msg)?,
         None => (0, 1),
@@ -91,7 +97,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
     let mine = sweep::shard(&runs, shard_i, shard_n);
 
     if args.dry_run && !args.slurm.slurm {
-        return dry_run(&dir, &spec, &runs, &mine, &args);
+        dry_run(&dir, &spec, &runs, &mine, args)?;
+        return Ok(dir);
     }
     if !args.dry_run {
         ensure_writable(&dir, args.out.is_none())?;
@@ -103,7 +110,8 @@ pub fn run(args: SweepArgs) -> Result<()> {
         write_spec_and_manifest(&dir, &spec, jobs, args.shard.as_deref())?;
     }
     if args.slurm.slurm {
-        return slurm::submit(&args.slurm, &dir, &runs, args.dry_run);
+        slurm::submit(&args.slurm, &dir, &runs, args.dry_run)?;
+        return Ok(dir);
     }
 
     let done = store::completed_ids(&dir)
@@ -126,7 +134,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         dir.display()
     );
     if todo.is_empty() {
-        return Ok(());
+        return Ok(dir);
     }
     let opts = RunnerOptions {
         jobs,
@@ -158,7 +166,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
             dir.join("failed").display()
         );
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn dry_run(

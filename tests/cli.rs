@@ -18,7 +18,10 @@ fn help_lists_only_verbs_that_work() {
         .collect();
     assert_eq!(
         verbs,
-        ["run", "sweep", "status", "compact", "sample", "grad", "bench", "help"],
+        [
+            "run", "demo", "sweep", "status", "compact", "report", "sample", "grad", "bench",
+            "help"
+        ],
         "{help}"
     );
 }

@@ -7,6 +7,7 @@
 //! - [`train`]: TBPTT training with clipping, evaluation, diagnostics and divergence;
 //! - [`sweep`]: sweep specs, expansion, the parallel resumable runner and shards;
 //! - [`store`]: Parquet results written atomically, read back and compacted; [`checkpoint`]: safetensors checkpoints;
+//! - [`report`]: tables (Markdown, LaTeX, CSV) aggregated with polars; [`plot`]: its charts;
 //! - [`sample`]: text from charlm/hello checkpoints; [`gradcheck`]: the `gradlab grad` tool.
 //!
 //! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
@@ -20,6 +21,8 @@ pub mod gradcheck;
 pub mod init;
 pub mod model;
 pub mod optim;
+pub mod plot;
+pub mod report;
 pub mod sample;
 pub mod store;
 pub mod sweep;

@@ -378,6 +378,19 @@ impl Spec {
         Ok(Random { n, seed, keys })
     }
 
+    /// The swept keys: the grid's axes, then the keys of `[random]`.
+    pub fn swept_keys(&self) -> Vec<String> {
+        let random = self
+            .random
+            .iter()
+            .flat_map(|r| r.keys.iter().map(|(k, _)| k.clone()));
+        self.grid
+            .iter()
+            .map(|a| a.key.clone())
+            .chain(random)
+            .collect()
+    }
+
     /// `--set key=value`: changes one key of `[base]`.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), SpecError> {
         let origin = format!("--set {key}={value}");
