@@ -150,6 +150,29 @@ fn steps_to_success(
     Ok(first)
 }
 
+/// Per run, the mean over its logged steps of the truncation-bias probe: the cosine and norm
+/// ratio of the truncated gradient against full BPTT on the same batch (1 and 1 without
+/// truncation).
+fn truncation_bias(steps: &DataFrame) -> PolarsResult<BTreeMap<String, (f64, f64)>> {
+    let ids = steps.column("run_id")?.str()?;
+    let (cos, ratio) = (
+        f64s(steps, "trunc_cosine")?,
+        f64s(steps, "trunc_norm_ratio")?,
+    );
+    let mut sums: BTreeMap<String, (f64, f64, f64)> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        let Some(id) = id else { continue };
+        if cos[i].is_finite() && ratio[i].is_finite() {
+            let e = sums.entry(id.to_string()).or_default();
+            *e = (e.0 + cos[i], e.1 + ratio[i], e.2 + 1.0);
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(id, (c, r, n))| (id, (c / n, r / n)))
+        .collect())
+}
+
 /// The values of column `name` as display strings.
 fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
     let c = df.column(name)?.as_materialized_series().clone();
@@ -248,10 +271,13 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
     let steps = store::read_table(dir, "steps")
         .map_err(store::StoreError::from)?
         .unwrap_or_default();
-    let firsts = if steps.height() > 0 {
-        steps_to_success(&steps, &run_tasks)?
+    let (firsts, bias) = if steps.height() > 0 {
+        (
+            steps_to_success(&steps, &run_tasks)?,
+            truncation_bias(&steps)?,
+        )
     } else {
-        BTreeMap::new()
+        Default::default()
     };
     let ids = strings(&runs, "run_id")?;
     let to_success: Vec<Option<i64>> = ids.iter().map(|id| firsts.get(id).copied()).collect();
@@ -262,6 +288,12 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
     let order: Vec<i64> = ids.iter().map(|id| index_of[id.as_str()]).collect();
     let mut runs = runs;
     runs.with_column(Column::new("steps_to_success".into(), to_success))?;
+    let (cos, ratio): (Vec<f64>, Vec<f64>) = ids
+        .iter()
+        .map(|id| bias.get(id).copied().unwrap_or((f64::NAN, f64::NAN)))
+        .unzip();
+    runs.with_column(Column::new("trunc_cosine".into(), cos))?;
+    runs.with_column(Column::new("trunc_norm_ratio".into(), ratio))?;
     runs.with_column(Column::new("order".into(), order))?;
 
     let table = aggregate(&runs, &by)?;
@@ -441,6 +473,11 @@ fn aggregate(runs: &DataFrame, by: &[String]) -> PolarsResult<DataFrame> {
         );
         push("clip_fraction", mean_std(&f64s(&g, "clip_fraction")?).0);
         push("decay_rate", mean_std(&f64s(&g, "decay_rate")?).0);
+        push("trunc_cosine", mean_std(&f64s(&g, "trunc_cosine")?).0);
+        push(
+            "trunc_norm_ratio",
+            mean_std(&f64s(&g, "trunc_norm_ratio")?).0,
+        );
     }
     let counts = ["runs", "successes", "judged", "diverged", "order"];
     let names = [
@@ -461,6 +498,8 @@ fn aggregate(runs: &DataFrame, by: &[String]) -> PolarsResult<DataFrame> {
         "diverged",
         "clip_fraction",
         "decay_rate",
+        "trunc_cosine",
+        "trunc_norm_ratio",
     ];
     let mut columns = keys;
     for name in names {
@@ -532,6 +571,14 @@ impl Cells {
         columns.push(f64s(t, "clip_fraction")?.into_iter().map(num).collect());
         header.push("decay rate".into());
         columns.push(f64s(t, "decay_rate")?.into_iter().map(num).collect());
+        // The truncation-bias probe, where some run is truncated.
+        let (cos, ratio) = (f64s(t, "trunc_cosine")?, f64s(t, "trunc_norm_ratio")?);
+        if cos.iter().any(|c| c.is_finite() && *c < 1.0) {
+            header.push("trunc. cosine".into());
+            columns.push(cos.into_iter().map(num).collect());
+            header.push("trunc. norm ratio".into());
+            columns.push(ratio.into_iter().map(num).collect());
+        }
         let rows = (0..t.height())
             .map(|i| columns.iter().map(|c| c[i].clone()).collect())
             .collect();

@@ -53,6 +53,8 @@ fn record(i: usize) -> RunRecord {
             grad_norm_layers: vec![2.0],
             eval_loss: Some(0.7 - 0.1 * k as f64),
             eval_metric: Some(if i == 0 && k == 1 { 0.0 } else { m }),
+            trunc_cosine: Some(1.0 - 0.01 * i as f64 - 0.001 * k as f64),
+            trunc_norm_ratio: Some(0.5),
             ..StepRow::default()
         });
     }
@@ -218,6 +220,9 @@ fn the_table_equals_a_recomputation_from_the_parquet_files() {
     assert!((col(t, "success_hi95")[0] - 0.9385).abs() < 1e-4);
     // Decay rate: mean of -0.1 (i + 1) over runs 0, 1, 2.
     assert!((col(t, "decay_rate")[0] + 0.2).abs() < 1e-12);
+    // Truncation bias: per run the mean over its logged steps, then over the group's runs.
+    assert!((col(t, "trunc_cosine")[0] - (1.0 - 0.01 - 0.001)).abs() < 1e-12);
+    assert!((col(t, "trunc_norm_ratio")[0] - 0.5).abs() < 1e-12);
     // The CSV holds the same numbers at full precision.
     let csv = std::fs::read_to_string(dir.join("report").join("summary.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
@@ -247,7 +252,7 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
         "\\toprule",
         "\\midrule",
         "\\bottomrule",
-        "\\begin{tabular}{llrrrrrrrr}",
+        "\\begin{tabular}{llrrrrrrrrrr}",
         "\\end{tabular}",
     ] {
         assert_eq!(tex.matches(rule).count(), 1, "{rule} in {tex}");
@@ -255,7 +260,7 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
     let body: Vec<&str> = tex.lines().filter(|l| l.ends_with("\\\\")).collect();
     assert_eq!(body.len(), 5, "header and 4 rows");
     for line in &body {
-        assert_eq!(line.matches(" & ").count(), 9, "{line}");
+        assert_eq!(line.matches(" & ").count(), 11, "{line}");
         assert_eq!(
             line.matches('{').count(),
             line.matches('}').count(),
