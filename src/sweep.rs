@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -261,7 +260,6 @@ struct Reporter {
     done: AtomicUsize,
     failed: AtomicUsize,
     start: Instant,
-    lines: Mutex<()>,
 }
 
 impl Reporter {
@@ -281,7 +279,6 @@ impl Reporter {
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             start: Instant::now(),
-            lines: Mutex::new(()),
         }
     }
 
@@ -308,14 +305,13 @@ impl Reporter {
             Some(bar) => {
                 bar.set_position(done as u64);
                 bar.set_message(format!("{failed} failed"));
-                if failed > 0 && line.starts_with("FAILED") {
+                if line.starts_with("FAILED") {
                     bar.println(format!("{} {}: {line}", run.id, run.label()));
                 }
             }
             None => {
                 let elapsed = self.start.elapsed().as_secs_f64();
                 let eta = elapsed / done as f64 * (self.total - done) as f64;
-                let _guard = self.lines.lock().unwrap_or_else(|p| p.into_inner());
                 eprintln!(
                     "[{done:>w$}/{}] {} {}  {line}  (eta {eta:.0} s)",
                     self.total,

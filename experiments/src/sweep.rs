@@ -85,12 +85,16 @@ pub struct PlannedRun {
 impl PlannedRun {
     /// `hidden=50 clip=norm:1 seed=0`.
     pub fn label(&self) -> String {
-        self.swept
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        label(&self.swept)
     }
+}
+
+fn label(swept: &[(String, String)]) -> String {
+    swept
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Keys a spec sets outside `[base]` and `[grid]`.
@@ -513,11 +517,7 @@ impl Spec {
                             | ConfigError::UnknownKey { key, .. } => key.clone(),
                             ConfigError::Toml(_) => String::new(),
                         };
-                        let label = swept
-                            .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
-                            .collect::<Vec<_>>()
-                            .join(" ");
+                        let label = label(&swept);
                         return Err(SpecError {
                             origin: self.origin_of(&key),
                             message: format!("in the run {label}: {}", config_message(&e)),
