@@ -175,16 +175,9 @@ fn dry_run(
     mine: &[&PlannedRun],
     args: &SweepArgs,
 ) -> Result<()> {
-    let p = if dir.is_dir() {
-        sweep::progress(dir, runs)?
-    } else {
-        sweep::Progress {
-            total: runs.len(),
-            missing: runs.len(),
-            ..Default::default()
-        }
-    };
-    let complete = store::completed_ids(dir).unwrap_or_default();
+    // A folder that does not exist yet holds no runs.
+    let complete = store::completed_ids(dir)?;
+    let p = sweep::progress(dir, runs, &complete);
     let failed: std::collections::BTreeSet<&str> =
         p.failed.iter().map(|(r, _)| r.id.as_str()).collect();
     for run in mine {
@@ -357,9 +350,9 @@ pub fn sweep_in(dir: &Path) -> Result<(Spec, Vec<PlannedRun>)> {
 pub fn status(args: StatusArgs) -> Result<()> {
     let dir = &args.dir;
     let (spec, runs) = sweep_in(dir)?;
-    let p = sweep::progress(dir, &runs)?;
-    let ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let done = store::completed_ids(dir)?;
+    let p = sweep::progress(dir, &runs, &done);
+    let ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
     let extra = done.iter().filter(|id| !ids.contains(id.as_str())).count();
     let diverged = match store::read_table(dir, "runs")? {
         Some(df) => {

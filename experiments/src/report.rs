@@ -350,7 +350,9 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
         }
     }
     if opts.plots {
-        files.extend(plots(dir, &out, &runs, &table, &by, &planned, task)?);
+        files.extend(plots(
+            dir, &out, &runs, &steps, &table, &by, &planned, task,
+        )?);
     }
     Ok(Report {
         table,
@@ -717,10 +719,18 @@ fn curves(
         .collect()
 }
 
+/// `(run_id, x, y)` of every row of `df`.
+fn xy(df: &DataFrame, x: &str, y: &str) -> PolarsResult<impl Iterator<Item = (String, f64, f64)>> {
+    let (ids, xs, ys) = (strings(df, "run_id")?, f64s(df, x)?, f64s(df, y)?);
+    Ok(ids.into_iter().zip(xs).zip(ys).map(|((i, x), y)| (i, x, y)))
+}
+
+#[allow(clippy::too_many_arguments)]
 fn plots(
     dir: &Path,
     out: &Path,
     runs: &DataFrame,
+    steps: &DataFrame,
     table: &DataFrame,
     by: &[String],
     planned: &[PlannedRun],
@@ -730,15 +740,8 @@ fn plots(
     let order = group_labels(table, by)?;
     let mut charts = Vec::new();
 
-    if let Some(steps) = store::read_table(dir, "steps").map_err(store::StoreError::from)? {
-        let ids = strings(&steps, "run_id")?;
-        let x = f64s(&steps, "step")?;
-        let loss = f64s(&steps, "loss")?;
-        let rows = ids
-            .into_iter()
-            .zip(x)
-            .zip(loss)
-            .map(|((i, x), l)| (i, x, l));
+    if steps.height() > 0 {
+        let rows = xy(steps, "step", "loss")?;
         charts.push(Chart {
             file: "loss".into(),
             title: "Training loss (mean over seeds, band: min to max)".into(),
@@ -753,14 +756,7 @@ fn plots(
     if let Some(flow) = store::read_table(dir, "flow").map_err(store::StoreError::from)? {
         // The last untruncated probe of each run's top layer.
         let probe = last_probe(&flow)?;
-        let ids = strings(&probe, "run_id")?;
-        let lag = f64s(&probe, "lag")?;
-        let norm = f64s(&probe, "grad_norm")?;
-        let rows = ids
-            .into_iter()
-            .zip(lag)
-            .zip(norm)
-            .map(|((i, x), v)| (i, x, v));
+        let rows = xy(&probe, "lag", "grad_norm")?;
         charts.push(Chart {
             file: "gradient_vs_lag".into(),
             title: "‖∂L/∂h_t‖ at the end of training, top layer (geometric mean over seeds)".into(),

@@ -108,43 +108,34 @@ const FOREIGN_TMP_AGE: Duration = Duration::from_secs(600);
 pub fn clean_temporaries(dir: &Path) -> std::io::Result<usize> {
     let me = host().replace('-', "_");
     let mut removed = 0;
-    for sub in ["", "runs", "steps", "flow", "failed", "report", "slurm"] {
-        let Ok(entries) = fs::read_dir(dir.join(sub)) else {
-            continue;
+    for path in temporaries(dir) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let owner = name
+            .as_deref()
+            .and_then(|n| n.rsplit_once(TMP_MARK))
+            .map_or("", |o| o.1);
+        let mut parts = owner.rsplitn(3, '-');
+        let (_n, pid, host) = (parts.next(), parts.next(), parts.next());
+        let stale = if host == Some(me.as_str()) {
+            let pid = pid.unwrap_or("");
+            pid == std::process::id().to_string() || !Path::new("/proc").join(pid).exists()
+        } else {
+            fs::metadata(&path)?
+                .modified()?
+                .elapsed()
+                .is_ok_and(|age| age > FOREIGN_TMP_AGE)
         };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some((_, owner)) = name.rsplit_once(TMP_MARK) else {
-                continue;
-            };
-            if !name.starts_with('.') {
-                continue;
-            }
-            let mut parts = owner.rsplitn(3, '-');
-            let (_n, pid, host) = (parts.next(), parts.next(), parts.next());
-            let stale = if host == Some(me.as_str()) {
-                let pid = pid.unwrap_or("");
-                pid == std::process::id().to_string() || !Path::new("/proc").join(pid).exists()
-            } else {
-                entry
-                    .metadata()?
-                    .modified()?
-                    .elapsed()
-                    .is_ok_and(|age| age > FOREIGN_TMP_AGE)
-            };
-            if stale {
-                fs::remove_file(entry.path())?;
-                removed += 1;
-            }
+        if stale {
+            fs::remove_file(&path)?;
+            removed += 1;
         }
     }
     Ok(removed)
 }
 
-/// Lists the temporary files under `dir` and its table folders (for `gradlab status`).
+/// Lists the temporary files in `dir` and the folders gradlab writes under it.
 pub fn temporaries(dir: &Path) -> Vec<PathBuf> {
-    ["", "runs", "steps", "flow", "failed"]
+    ["", "runs", "steps", "flow", "failed", "report", "slurm"]
         .iter()
         .filter_map(|sub| fs::read_dir(dir.join(sub)).ok())
         .flatten()
