@@ -99,7 +99,7 @@ mod cells {
 
 mod sgemm {
     use super::*;
-    use gradlab_kernels::gemm::{sgemm, Mat};
+    use gradlab_kernels::gemm::{sgemm, GemmShape, Mat, MatMut};
 
     /// The in-run reference: a 1024³ matrixmultiply sgemm, one thread and all cores.
     pub fn bench(c: &mut Criterion) {
@@ -110,20 +110,12 @@ mod sgemm {
         let mut g = c.benchmark_group("sgemm");
         g.throughput(Throughput::Elements(2 * (n * n * n) as u64));
         g.sample_size(20);
+        let dims = GemmShape { m: n, k: n, n };
         for (label, par) in [("seq", Par::Seq), ("par", Par::rayon(cores()))] {
             g.bench_function(BenchmarkId::new(label, "1024^3"), |bch| {
                 bch.iter(|| {
-                    sgemm(
-                        n,
-                        n,
-                        n,
-                        Mat::rows(&a, n),
-                        Mat::rows(&b, n),
-                        0.0,
-                        black_box(&mut out),
-                        n,
-                        par,
-                    )
+                    let c = MatMut::rows(black_box(&mut out), n);
+                    sgemm(dims, Mat::rows(&a, n), Mat::rows(&b, n), 0.0, c, par)
                 })
             });
         }

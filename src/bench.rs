@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gradlab_kernels::bench::{find, BenchCase, BenchShape, SplitMix64, SHAPES};
-use gradlab_kernels::gemm::{sgemm, Mat};
+use gradlab_kernels::gemm::{sgemm, GemmShape, Mat, MatMut};
 use gradlab_kernels::Par;
 
 #[derive(Args, Debug)]
@@ -84,17 +84,9 @@ impl Sgemm {
 
     fn run(&mut self, par: Par) {
         let n = Self::N;
-        sgemm(
-            n,
-            n,
-            n,
-            Mat::rows(&self.a, n),
-            Mat::rows(&self.b, n),
-            0.0,
-            &mut self.c,
-            n,
-            par,
-        );
+        let (a, b) = (Mat::rows(&self.a, n), Mat::rows(&self.b, n));
+        let dims = GemmShape { m: n, k: n, n };
+        sgemm(dims, a, b, 0.0, MatMut::rows(&mut self.c, n), par);
     }
 }
 

@@ -53,7 +53,22 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Exits with a clear message, before any SIMD code runs, when this CPU lacks an instruction set
+/// the binary was compiled for (otherwise it would die of SIGILL mid-run).
+fn check_cpu() {
+    let missing = gradlab_kernels::missing_cpu_features();
+    if !missing.is_empty() {
+        eprintln!(
+            "error: this gradlab was built for CPU features this machine lacks: {}.\n{}",
+            missing.join(", "),
+            gradlab_kernels::portable_build_hint()
+        );
+        std::process::exit(2);
+    }
+}
+
 fn main() -> ExitCode {
+    check_cpu();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Run(args) => run::run(args),

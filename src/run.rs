@@ -3,11 +3,13 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
-use gradlab_experiments::checkpoint;
-use gradlab_experiments::config::{key_help, RunConfig, KEYS};
+use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
+use gradlab_experiments::fs::prepare_output_dir;
+use gradlab_experiments::model::checkpoint;
 use gradlab_experiments::store::{self, Provenance};
+use gradlab_experiments::sweep::{run_id, status::RUN_FOLDERS};
 use gradlab_experiments::train::Trainer;
 use gradlab_kernels::Par;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,12 +59,12 @@ impl Args for RunArgs {
                     .value_parser(clap::value_parser!(usize))
                     .help("Threads [default: every core]"),
             );
-        let defaults =
-            toml::Table::try_from(RunConfig::default()).expect("a RunConfig always serializes");
+        let defaults = RunConfig::default().to_table();
         KEYS.iter().fold(cmd, |cmd, &key| {
+            let help = key_help(key).unwrap_or_default();
             let help = match defaults.get(key) {
-                Some(v) => format!("{} [default: {v}]", key_help(key)),
-                None => key_help(key).to_string(),
+                Some(v) => format!("{help} [default: {v}]"),
+                None => help.to_string(),
             };
             cmd.arg(
                 Arg::new(key)
@@ -109,77 +111,6 @@ impl FromArgMatches for RunArgs {
     }
 }
 
-/// The build and machine facts stored with every run.
-pub fn provenance(sweep: &str) -> Provenance {
-    Provenance {
-        sweep: sweep.into(),
-        isa: gradlab_kernels::isa().into(),
-        gradlab_version: env!("CARGO_PKG_VERSION").into(),
-        git_commit: env!("GRADLAB_GIT_COMMIT").into(),
-    }
-}
-
-/// Checks, before any work starts, that results can be written to `dir`, and creates it. The
-/// folder's parent must exist (a mistyped path is an error, not a new tree of folders), except
-/// for the default `results/<name>`; a folder marked read-only (no write permission bits) is
-/// refused even where the user could write to it anyway (root).
-pub fn ensure_writable(dir: &Path, is_default: bool) -> Result<()> {
-    if dir.exists() {
-        check_writable(dir)?;
-        for table in ["runs", "steps", "flow", "failed"] {
-            let sub = dir.join(table);
-            if sub.is_dir() {
-                check_writable(&sub)?;
-            }
-        }
-        return Ok(());
-    }
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !parent.is_dir() && (parent.exists() || !is_default) {
-        let why = if parent.exists() {
-            "is not a folder"
-        } else {
-            "does not exist; create it first or choose another --out"
-        };
-        bail!(
-            "cannot create the output folder {}: its parent {} {why}",
-            dir.display(),
-            parent.display()
-        );
-    }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    check_writable(dir)
-}
-
-fn check_writable(dir: &Path) -> Result<()> {
-    let meta = std::fs::metadata(dir)
-        .with_context(|| format!("cannot read the output folder {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("the output path {} is a file, not a folder", dir.display());
-    }
-    #[cfg(unix)]
-    let read_only = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o222 == 0;
-    #[cfg(not(unix))]
-    let read_only = meta.permissions().readonly();
-    if read_only {
-        bail!(
-            "the output folder {} is read-only; make it writable (chmod u+w {}) or choose \
-             another --out",
-            dir.display(),
-            dir.display()
-        );
-    }
-    let probe = dir.join(format!(".gradlab-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("the output folder {} is not writable", dir.display()))?;
-    std::fs::remove_file(&probe).ok();
-    Ok(())
-}
-
 /// The configuration from the file and overrides, validated.
 pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
     let mut cfg = match &args.config {
@@ -199,15 +130,6 @@ pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
     Ok(cfg)
 }
 
-/// A thread count from its flag (`--threads`, `--jobs`): every core by default, at least 1.
-pub fn thread_count(given: Option<usize>, flag: &str) -> Result<usize> {
-    match given {
-        Some(0) => bail!("{flag} must be at least 1"),
-        Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
-    }
-}
-
 /// The output folder: `--out`, or `results/<name>`.
 pub fn out_dir(out: &Option<PathBuf>, name: &str) -> PathBuf {
     out.clone()
@@ -216,9 +138,9 @@ pub fn out_dir(out: &Option<PathBuf>, name: &str) -> PathBuf {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let cfg = load_config(&args)?;
-    let threads = thread_count(args.threads, "--threads")?;
+    let threads = thread_count(args.threads, "--threads")?.get();
     let dir = out_dir(&args.out, &cfg.name);
-    ensure_writable(&dir, args.out.is_none())?;
+    prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -229,7 +151,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let bar = ProgressBar::new(steps);
         bar.set_style(
             ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} steps  loss {msg}  {per_sec}  eta {eta}",
+                "{bar:40} {pos}/{len} updates  loss {msg}  {per_sec}  eta {eta}",
             )
             .expect("valid template"),
         );
@@ -247,7 +169,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                     bar.set_message(format!("{loss:.4}"));
                 }
                 None if done.is_multiple_of(every) || done == steps => {
-                    eprintln!("step {done}/{steps}: loss {loss:.4}")
+                    eprintln!("update {done}/{steps}: loss {loss:.4}")
                 }
                 None => {}
             }
@@ -256,7 +178,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let id = store::write_run(&dir, &cfg, &record, &provenance(&cfg.name))
+    let id = run_id(&cfg);
+    store::write_run(&dir, &id, &cfg, &record, &Provenance::current(&cfg.name))
         .with_context(|| format!("cannot write the results to {}", dir.display()))?;
     let ck = dir.join("checkpoints").join(format!("{id}.safetensors"));
     let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
@@ -264,7 +187,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("cannot write the checkpoint {}", ck.display()))?;
     let o = &record.outcome;
     println!(
-        "run {id}: {} after {} steps in {:.1} s ({:.0} steps/s)",
+        "run {id}: {} after {} updates in {:.1} s ({:.0} updates/s)",
         o.status.as_str(),
         o.steps,
         o.wall_seconds,

@@ -5,6 +5,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use gradlab_experiments::fs::write_bytes_atomic;
 use gradlab_experiments::store;
 use gradlab_experiments::sweep::{self, PlannedRun};
 
@@ -148,10 +149,8 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
         );
         return Ok(());
     }
-    store::write_atomic(&script_path, |f| {
-        std::io::Write::write_all(f, script.as_bytes())
-    })
-    .with_context(|| format!("cannot write {}", script_path.display()))?;
+    write_bytes_atomic(&script_path, script.as_bytes())
+        .with_context(|| format!("cannot write {}", script_path.display()))?;
     let out = Command::new("sbatch").args(&args).output().map_err(|e| {
         anyhow::anyhow!(
             "cannot run sbatch ({e}): --slurm needs a Slurm client on PATH; without Slurm, run \
@@ -175,4 +174,52 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
     println!("progress:   gradlab status {}", dir.display());
     println!("task logs:  {}/{job}_<task>.out", slurm_dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sbatch --array takes ranges and single indices; a resubmission names only some tasks.
+    #[test]
+    fn array_ranges_merge_consecutive_indices() {
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[4]), "4");
+        assert_eq!(ranges(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(ranges(&[0, 1, 2, 3, 7, 9, 10, 11, 12]), "0-3,7,9-12");
+        assert_eq!(ranges(&[1, 3, 5]), "1,3,5");
+        assert_eq!(ranges(&[5, 6]), "5-6");
+    }
+
+    /// Paths with spaces, quotes and `$` reach the job script as one literal word each.
+    #[test]
+    fn shell_quoting_keeps_every_word_literal() {
+        assert_eq!(quote("plain"), "'plain'");
+        assert_eq!(quote("with space"), "'with space'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("$HOME/`x`"), "'$HOME/`x`'");
+        assert_eq!(quote(""), "''");
+    }
+
+    /// The quoting survives a real shell: sh reads back exactly the original words.
+    #[test]
+    fn quoted_words_read_back_unchanged_through_sh() {
+        let words = ["a b", "it's", "$HOME", "back\\slash", "new\nline", "*"];
+        let script = words
+            .iter()
+            .map(|w| format!("printf '%s\\0' {}", quote(w)))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .expect("sh runs");
+        let got: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_terminator('\0')
+            .map(String::from)
+            .collect();
+        assert_eq!(got, words);
+    }
 }

@@ -7,11 +7,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gradlab_experiments::store;
-use gradlab_experiments::sweep::{self, Event, PlannedRun, RunnerOptions, Spec};
+use gradlab_experiments::config::thread_count;
+use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
+use gradlab_experiments::store::{self, Provenance};
+use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, RUN_FOLDERS};
+use gradlab_experiments::sweep::{
+    self, Event, PlannedRun, RunnerOptions, Spec, SweepDir, SweepStatus,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::run::{ensure_writable, out_dir, provenance, thread_count};
+use crate::run::out_dir;
 use crate::slurm::{self, SlurmArgs};
 
 /// Arguments of `gradlab sweep`.
@@ -88,10 +93,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
 pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
     let (spec, runs) = with_overrides(spec, args)?;
     let (shard_i, shard_n) = match &args.shard {
-        Some(s) => sweep::parse_shard(s).map_err(anyhow::Error::msg)?,
+        Some(s) => sweep::parse_shard(s)?,
         None => (0, 1),
     };
-    let jobs = thread_count(args.jobs, "--jobs")?;
+    let jobs = thread_count(args.jobs, "--jobs")?.get();
     let dir = out_dir(&args.out, &spec.name);
     let mine = sweep::shard(&runs, shard_i, shard_n);
 
@@ -100,13 +105,18 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         return Ok(dir);
     }
     if !args.dry_run {
-        ensure_writable(&dir, args.out.is_none())?;
-        let removed = store::clean_temporaries(&dir)
+        prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
+        let removed = clean_temporaries(&folders(&dir))
             .with_context(|| format!("cannot clean up {}", dir.display()))?;
         if removed > 0 {
             eprintln!("removed {removed} temporary files left by an interrupted sweep");
         }
-        write_spec_and_manifest(&dir, &spec, jobs, args.shard.as_deref())?;
+        write_spec_and_manifest(&dir, &spec, jobs, args.shard.as_deref()).with_context(|| {
+            format!(
+                "cannot write sweep.toml and manifest.json in {}",
+                dir.display()
+            )
+        })?;
     }
     if args.slurm.slurm {
         slurm::submit(&args.slurm, &dir, &runs, args.dry_run)?;
@@ -140,7 +150,7 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         fail_fast: args.fail_fast,
     };
     let report = Reporter::new(todo.len());
-    let summary = sweep::execute(&dir, &todo, &opts, &provenance(&spec.name), &|e| {
+    let summary = sweep::execute(&dir, &todo, &opts, &Provenance::current(&spec.name), &|e| {
         report.event(e)
     })
     .context("could not start the sweep's threads")?;
@@ -177,7 +187,7 @@ fn dry_run(
 ) -> Result<()> {
     // A folder that does not exist yet holds no runs.
     let complete = store::completed_ids(dir)?;
-    let p = sweep::progress(dir, runs, &complete);
+    let p = SweepStatus::of(dir, runs, &complete);
     let failed: std::collections::BTreeSet<&str> =
         p.failed.iter().map(|(r, _)| r.id.as_str()).collect();
     for run in mine {
@@ -210,40 +220,6 @@ fn dry_run(
         p.missing
     );
     Ok(())
-}
-
-/// `sweep.toml` (the spec as run) and `manifest.json` (what ran it, where).
-fn write_spec_and_manifest(
-    dir: &Path,
-    spec: &Spec,
-    jobs: usize,
-    shard: Option<&str>,
-) -> Result<()> {
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        store::write_atomic(&path, |f| std::io::Write::write_all(f, text.as_bytes()))
-            .with_context(|| format!("cannot write {}", path.display()))
-    };
-    write("sweep.toml", spec.to_toml())?;
-    let manifest = serde_json::json!({
-        "sweep": spec.name,
-        "gradlab_version": env!("CARGO_PKG_VERSION"),
-        "git_commit": env!("GRADLAB_GIT_COMMIT"),
-        "rustc": env!("GRADLAB_RUSTC"),
-        "host": store::host(),
-        "isa": gradlab_kernels::isa(),
-        "cpu_features": gradlab_kernels::cpu_features(),
-        "jobs": jobs,
-        "shard": shard,
-        "command": std::env::args().collect::<Vec<_>>(),
-        "unix_time": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    });
-    write(
-        "manifest.json",
-        serde_json::to_string_pretty(&manifest).expect("json serializes") + "\n",
-    )
 }
 
 /// Progress of a sweep: a bar on a terminal, one line per finished run otherwise.
@@ -287,9 +263,9 @@ impl Reporter {
                     o.wall_seconds
                 ),
             ),
-            Event::Failed(run, message) => {
+            Event::Failed(run, error) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                (run, format!("FAILED   {message}"))
+                (run, format!("FAILED   {error}"))
             }
         };
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -330,65 +306,35 @@ pub struct StatusArgs {
     dir: PathBuf,
 }
 
-/// The spec of the sweep whose results are in `dir`.
-pub fn sweep_in(dir: &Path) -> Result<(Spec, Vec<PlannedRun>)> {
-    if !dir.is_dir() {
-        bail!("{} does not exist or is not a folder", dir.display());
-    }
-    let path = dir.join("sweep.toml");
-    if !path.is_file() {
-        bail!(
-            "{} is not a sweep's results folder: it has no sweep.toml (`gradlab sweep SPEC` writes one)",
-            dir.display()
-        );
-    }
-    let spec = Spec::load(&path)?;
-    let runs = spec.expand()?;
-    Ok((spec, runs))
-}
-
 pub fn status(args: StatusArgs) -> Result<()> {
-    let dir = &args.dir;
-    let (spec, runs) = sweep_in(dir)?;
-    let done = store::completed_ids(dir)?;
-    let p = sweep::progress(dir, &runs, &done);
-    let ids: std::collections::BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let extra = done.iter().filter(|id| !ids.contains(id.as_str())).count();
-    let diverged = match store::read_table(dir, "runs")? {
-        Some(df) => {
-            let id = df.column("run_id")?.str()?.clone();
-            let status = df.column("status")?.str()?.clone();
-            id.iter()
-                .zip(status.iter())
-                .filter(|(i, s)| i.is_some_and(|i| ids.contains(i)) && *s == Some("diverged"))
-                .count()
-        }
-        None => 0,
-    };
+    let sweep = SweepDir::open(&args.dir)?;
+    let (dir, p) = (&sweep.dir, sweep.status()?);
     println!(
         "sweep {} in {}: {} runs: {} complete ({} diverged), {} failed, {} missing",
-        spec.name,
+        sweep.spec.name,
         dir.display(),
         p.total,
         p.complete,
-        diverged,
+        p.diverged,
         p.failed.len(),
         p.missing
     );
     for (run, message) in &p.failed {
         println!("  failed {} {}: {message}", run.id, run.label());
     }
-    if extra > 0 {
-        println!("{extra} complete runs in the folder are not in its sweep.toml (an earlier spec)");
-    }
-    let tmp = store::temporaries(dir);
-    if !tmp.is_empty() {
+    if p.extra > 0 {
         println!(
-            "{} temporary files (a sweep is writing, or was killed; the next start cleans them up)",
-            tmp.len()
+            "{} complete runs in the folder are not in its sweep.toml (an earlier spec)",
+            p.extra
         );
     }
-    if !p.failed.is_empty() || p.missing > 0 {
+    if p.temporaries > 0 {
+        println!(
+            "{} temporary files (a sweep is writing, or was killed; the next start cleans them up)",
+            p.temporaries
+        );
+    }
+    if p.unfinished() {
         println!(
             "to finish it: gradlab sweep {} --out {}",
             dir.join("sweep.toml").display(),

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
-use gradlab_experiments::checkpoint;
-use gradlab_experiments::gradcheck;
-use gradlab_experiments::sample::{sample, Decoding};
-use gradlab_kernels::{Activation, Cell, StackShape};
+use clap::Args;
+use gradlab_experiments::config::{thread_count, CellKind, Nonlinearity};
+use gradlab_experiments::model::sample::{sample, Decoding};
+use gradlab_experiments::model::{checkpoint, grad, kernel_cell};
+use gradlab_kernels::{Par, StackShape};
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
@@ -58,23 +58,11 @@ pub fn sample_cmd(a: SampleArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum CellArg {
-    Rnn,
-    Lstm,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum NonlinearityArg {
-    Tanh,
-    Relu,
-}
-
 #[derive(Args, Debug)]
 pub struct GradArgs {
-    /// Recurrent cell (LSTM gates in PyTorch's order i, f, g, o).
-    #[arg(long, value_enum)]
-    cell: CellArg,
+    /// Recurrent cell: rnn | lstm (LSTM gates in PyTorch's order i, f, g, o).
+    #[arg(long, value_name = "CELL")]
+    cell: CellKind,
     /// Stacked layers.
     #[arg(long, value_name = "L")]
     layers: usize,
@@ -84,9 +72,9 @@ pub struct GradArgs {
     /// Hidden units per layer.
     #[arg(long, value_name = "H")]
     hidden: usize,
-    /// Non-linearity of an RNN.
-    #[arg(long, value_enum, default_value = "tanh")]
-    nonlinearity: NonlinearityArg,
+    /// Non-linearity of an RNN: tanh | relu.
+    #[arg(long, value_name = "NAME", default_value = "tanh")]
+    nonlinearity: Nonlinearity,
     /// PyTorch-named weights (weight_ih_l0, ...), safetensors.
     #[arg(long, value_name = "W.safetensors")]
     weights: PathBuf,
@@ -96,6 +84,9 @@ pub struct GradArgs {
     /// Where to write `output`, `h_n`, `c_n` and the `grad.*` tensors.
     #[arg(long, value_name = "G.safetensors")]
     out: PathBuf,
+    /// Threads [default: every core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
 }
 
 pub fn grad_cmd(a: GradArgs) -> Result<()> {
@@ -103,21 +94,14 @@ pub fn grad_cmd(a: GradArgs) -> Result<()> {
         a.layers > 0 && a.input_size > 0 && a.hidden > 0,
         "--layers, --input-size and --hidden must be at least 1"
     );
-    let act = match a.nonlinearity {
-        NonlinearityArg::Tanh => Activation::Tanh,
-        NonlinearityArg::Relu => Activation::Relu,
-    };
-    let cell = match a.cell {
-        CellArg::Rnn => Cell::Rnn(act),
-        CellArg::Lstm => Cell::Lstm,
-    };
     let shape = StackShape {
-        cell,
+        cell: kernel_cell(a.cell, a.nonlinearity),
         input: a.input_size,
         hidden: a.hidden,
         layers: a.layers,
     };
-    gradcheck::grad(shape, &a.weights, &a.input, &a.out)?;
+    let par = Par::rayon(thread_count(a.threads, "--threads")?.get());
+    grad::grad(shape, &a.weights, &a.input, &a.out, par)?;
     println!("wrote {}", a.out.display());
     Ok(())
 }

@@ -40,7 +40,7 @@ fn run_writes_parquet_results_and_a_checkpoint() {
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.contains(": ok after 40 steps"), "{stdout}");
+    assert!(stdout.contains(": ok after 40 updates"), "{stdout}");
     for sub in ["runs", "steps", "flow", "checkpoints"] {
         assert_eq!(files(&out, sub).len(), 1, "{sub}: {:?}", files(&out, sub));
     }
@@ -146,7 +146,7 @@ fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
         .iter()
         .map(|(n, s, v)| (n.to_string(), s.clone(), &v[..]))
         .collect();
-    gradlab_experiments::checkpoint::save_tensors(path, &t, Default::default()).unwrap();
+    gradlab_experiments::model::checkpoint::save_tensors(path, &t, Default::default()).unwrap();
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn grad_matches_central_finite_differences() {
     };
     let o = run_grad("5");
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let out = gradlab_experiments::checkpoint::TensorFile::read(&g).unwrap();
+    let out = gradlab_experiments::model::checkpoint::TensorFile::read(&g).unwrap();
     // The loss <dy, output> in f64, differentiated numerically.
     let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<f64>>();
     let (p64, x64, dy64) = (wide(&params), wide(&x), wide(&dy));

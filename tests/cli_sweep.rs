@@ -10,7 +10,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_same_results, gradlab, s, sweep_ok, text, tmpdir, write_spec};
-use gradlab_experiments::store::{self, read_table, temporaries};
+use gradlab_experiments::store::{self, read_table};
+use gradlab_experiments::sweep::status::folders;
+
+/// The temporary files gradlab left in the results folder `dir`.
+fn temporaries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    gradlab_experiments::fs::temporaries(&folders(dir))
+}
 use gradlab_experiments::sweep::Spec;
 
 fn ids(spec: &Path) -> Vec<String> {

@@ -1,25 +1,81 @@
 //! The run configuration: the keys of DESIGN.md ("Config keys"), from TOML or from flags.
 //!
-//! Every key has a default, unknown keys are errors, and [`RunConfig::validate`] rejects
-//! impossible values with a message that names the key, the value and what is allowed.
+//! Every key is declared once, in the table of [`run_config!`]: its field, type, default and
+//! one line of help. The struct, its `Default`, [`KEYS`] and [`key_help`] all come from that
+//! table, so the command line's flags, a sweep's allowed axes and the `runs` table's columns
+//! cannot drift apart. Unknown keys are errors, and [`RunConfig::validate`] rejects impossible
+//! values with a message that names the key, the value and what is allowed.
+//!
+//! [`RunConfig::identity_toml`] is the canonical form a run's identity is hashed from: keys at
+//! their default value are left out, so adding a key with a default never changes an existing
+//! run's identity.
 
 use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+pub use crate::task::TaskKind;
 
-/// The task a run trains on (DESIGN.md "Tasks").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskKind {
-    Adding,
-    Copy,
-    TemporalOrder,
-    Charlm,
-    Hello,
+/// A configuration that cannot be run.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// The TOML does not parse or does not fit the keys' types; `span` is the byte range of the
+    /// offending text in the source, where TOML knows it.
+    #[error("{message}")]
+    Toml {
+        message: String,
+        span: Option<Range<usize>>,
+    },
+    #[error("unknown key '{key}'; allowed keys: {allowed}")]
+    UnknownKey { key: String, allowed: String },
+    #[error("invalid value {value} for '{key}': {reason}")]
+    BadValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    fn bad(key: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        ConfigError::BadValue {
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A value in its string form (`norm:1`, `smart-tanh`, `step:100:0.5`) that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {what} '{value}'{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())]
+pub struct ParseError {
+    /// What was being parsed: `clip`, `norm threshold`, `init`, ...
+    pub what: &'static str,
+    pub value: String,
+    pub reason: Option<String>,
+}
+
+impl ParseError {
+    fn new(what: &'static str, value: &str) -> Self {
+        ParseError {
+            what,
+            value: value.into(),
+            reason: None,
+        }
+    }
+    fn because(what: &'static str, value: &str, reason: &str) -> Self {
+        ParseError {
+            what,
+            value: value.into(),
+            reason: Some(reason.into()),
+        }
+    }
 }
 
 /// Recurrent cell.
@@ -48,7 +104,33 @@ pub enum OptimizerKind {
     Adam,
 }
 
-/// Implements `Display` and serde as the string form, `FromStr` as its parser.
+/// `FromStr` and `Display` of a unit enum through its serde (kebab-case) names, so the command
+/// line and the TOML file spell it alike.
+macro_rules! serde_names {
+    ($($t:ty: $what:literal),*) => {$(
+        impl FromStr for $t {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                from_name(s).ok_or_else(|| ParseError::new($what, s))
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match toml::Value::try_from(self) {
+                    Ok(toml::Value::String(s)) => f.write_str(&s),
+                    _ => write!(f, "{self:?}"),
+                }
+            }
+        }
+    )*};
+}
+serde_names!(TaskKind: "task", CellKind: "cell", Nonlinearity: "nonlinearity", OptimizerKind: "optimizer");
+
+fn from_name<T: DeserializeOwned>(s: &str) -> Option<T> {
+    T::deserialize(toml::Value::String(s.into())).ok()
+}
+
+/// Implements serde as the string form (`Display`), `FromStr` as its parser.
 macro_rules! string_form {
     ($t:ty, $expected:literal) => {
         impl Serialize for $t {
@@ -59,7 +141,7 @@ macro_rules! string_form {
         impl<'de> Deserialize<'de> for $t {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                s.parse().map_err(|e: String| {
+                s.parse().map_err(|e: ParseError| {
                     serde::de::Error::custom(format!("{e}; expected {}", $expected))
                 })
             }
@@ -67,12 +149,10 @@ macro_rules! string_form {
     };
 }
 
-fn positive(what: &str, v: &str) -> Result<f32, String> {
+fn positive(what: &'static str, v: &str) -> Result<f32, ParseError> {
     match v.parse::<f32>() {
         Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
-        _ => Err(format!(
-            "invalid {what} threshold '{v}': must be a finite number > 0"
-        )),
+        _ => Err(ParseError::because(what, v, "must be a finite number > 0")),
     }
 }
 
@@ -87,13 +167,13 @@ pub enum Clip {
 }
 
 impl FromStr for Clip {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.split_once(':') {
             None if s == "none" => Ok(Clip::None),
-            Some(("norm", t)) => positive("norm", t).map(Clip::Norm),
-            Some(("value", t)) => positive("value", t).map(Clip::Value),
-            _ => Err(format!("invalid clip '{s}'")),
+            Some(("norm", t)) => positive("norm threshold", t).map(Clip::Norm),
+            Some(("value", t)) => positive("value threshold", t).map(Clip::Value),
+            _ => Err(ParseError::new("clip", s)),
         }
     }
 }
@@ -125,8 +205,8 @@ pub enum Init {
 }
 
 impl FromStr for Init {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.split_once(':') {
             None if s == "default" => Ok(Init::Default),
             None if s == "smart-tanh" => Ok(Init::SmartTanh),
@@ -134,9 +214,13 @@ impl FromStr for Init {
             None if s == "orthogonal" => Ok(Init::Orthogonal),
             Some(("normal", sd)) => match sd.parse::<f32>() {
                 Ok(x) if x.is_finite() && x > 0.0 => Ok(Init::Normal(x)),
-                _ => Err(format!("invalid init '{s}': σ must be a finite number > 0")),
+                _ => Err(ParseError::because(
+                    "init",
+                    s,
+                    "σ must be a finite number > 0",
+                )),
             },
-            _ => Err(format!("invalid init '{s}'")),
+            _ => Err(ParseError::new("init", s)),
         }
     }
 }
@@ -161,7 +245,7 @@ string_form!(
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LrSchedule {
     Constant,
-    /// Multiply the learning rate by `gamma` every `every` steps.
+    /// Multiply the learning rate by `gamma` every `every` updates.
     Step {
         every: usize,
         gamma: f64,
@@ -169,18 +253,22 @@ pub enum LrSchedule {
 }
 
 impl FromStr for LrSchedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         if s == "constant" {
             return Ok(LrSchedule::Constant);
         }
-        let bad = || format!("invalid lr_schedule '{s}'");
+        let bad = || ParseError::new("lr_schedule", s);
         let rest = s.strip_prefix("step:").ok_or_else(bad)?;
         let (every, gamma) = rest.split_once(':').ok_or_else(bad)?;
         let every: usize = every.parse().map_err(|_| bad())?;
         let gamma: f64 = gamma.parse().map_err(|_| bad())?;
         if every == 0 || !(gamma.is_finite() && gamma > 0.0) {
-            return Err(format!("{}: every must be >= 1 and gamma > 0", bad()));
+            return Err(ParseError::because(
+                "lr_schedule",
+                s,
+                "every must be >= 1 and gamma > 0",
+            ));
         }
         Ok(LrSchedule::Step { every, gamma })
     }
@@ -204,13 +292,13 @@ pub enum Truncation {
 }
 
 impl FromStr for Truncation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
         match s {
             "full" => Ok(Truncation::Full),
             _ => match s.parse::<usize>() {
                 Ok(k) if k > 0 => Ok(Truncation::K(k)),
-                _ => Err(format!("invalid truncation '{s}'")),
+                _ => Err(ParseError::new("truncation", s)),
             },
         }
     }
@@ -250,88 +338,109 @@ impl<'de> Deserialize<'de> for Truncation {
             ))),
             Repr::Str(s) => s
                 .parse()
-                .map_err(|e: String| serde::de::Error::custom(format!("{e}; {expected}"))),
+                .map_err(|e: ParseError| serde::de::Error::custom(format!("{e}; {expected}"))),
         }
     }
 }
 
-/// One run's configuration: a sweep's `[base]`, or `gradlab run --config`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RunConfig {
-    /// Name of the run (default results folder `results/<name>`).
-    pub name: String,
-    pub task: TaskKind,
-    /// T of generated sequences; for `charlm`, the window length of one training step.
-    pub seq_len: usize,
+/// Declares [`RunConfig`] from one table of `key: type = default, "help"`: the struct, its
+/// `Default`, [`KEYS`] and [`key_help`].
+macro_rules! run_config {
+    ($($(#[doc = $doc:literal])* $key:ident: $ty:ty = $default:expr, $help:literal;)*) => {
+        /// One run's configuration: a sweep's `[base]`, or `gradlab run --config`.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct RunConfig {
+            $($(#[doc = $doc])* pub $key: $ty,)*
+        }
+
+        impl Default for RunConfig {
+            fn default() -> Self {
+                RunConfig { $($key: $default,)* }
+            }
+        }
+
+        /// Every key of a run configuration, in the order of the struct.
+        pub const KEYS: &[&str] = &[$(stringify!($key)),*];
+
+        /// One line of help per key (what it is, allowed values), for the command line.
+        pub fn key_help(key: &str) -> Option<&'static str> {
+            match key {
+                $(stringify!($key) => Some($help),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+run_config! {
+    /// Name of the run (default results folder `results/<name>`); a sweep's name.
+    name: String = "run".into(), "run name, default results folder";
+    task: TaskKind = TaskKind::Adding, "adding | copy | temporal-order | charlm | hello";
+    /// Sequence length T of generated sequences; for `copy` the delay, for `charlm` the window
+    /// of one update.
+    seq_len: usize = 100, "T of generated sequences (copy: the delay; charlm: window length)";
     /// The text file of `charlm`.
-    pub text: Option<PathBuf>,
-    pub cell: CellKind,
-    pub nonlinearity: Nonlinearity,
-    pub hidden: usize,
-    pub depth: usize,
-    pub batch: usize,
-    /// Optimiser updates.
-    pub steps: usize,
-    pub optimizer: OptimizerKind,
-    pub lr: f64,
-    pub momentum: f64,
-    pub nesterov: bool,
-    pub lr_schedule: LrSchedule,
-    pub truncation: Truncation,
-    /// TBPTT(k1, k2): every k1 steps, backpropagate the losses of those k1 steps k2 steps.
-    pub truncation_k1: Option<usize>,
-    pub truncation_k2: Option<usize>,
-    pub clip: Clip,
-    pub init: Init,
-    pub forget_bias: f32,
-    pub log_every: usize,
-    pub eval_every: usize,
-    pub eval_sequences: usize,
-    pub seed: u64,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            name: "run".into(),
-            task: TaskKind::Adding,
-            seq_len: 100,
-            text: None,
-            cell: CellKind::Rnn,
-            nonlinearity: Nonlinearity::Tanh,
-            hidden: 50,
-            depth: 1,
-            batch: 20,
-            steps: 2000,
-            optimizer: OptimizerKind::Sgd,
-            lr: 0.01,
-            momentum: 0.0,
-            nesterov: false,
-            lr_schedule: LrSchedule::Constant,
-            truncation: Truncation::Full,
-            truncation_k1: None,
-            truncation_k2: None,
-            clip: Clip::Norm(1.0),
-            init: Init::Default,
-            forget_bias: 1.0,
-            log_every: 50,
-            eval_every: 500,
-            eval_sequences: 1000,
-            seed: 0,
-        }
-    }
+    text: Option<PathBuf> = None, "text file of charlm";
+    cell: CellKind = CellKind::Rnn, "rnn | lstm";
+    nonlinearity: Nonlinearity = Nonlinearity::Tanh, "rnn only: tanh | relu";
+    hidden: usize = 50, "hidden units per layer";
+    depth: usize = 1, "stacked layers";
+    batch: usize = 20, "sequences per update";
+    /// Optimiser updates (a "step" is always one update).
+    steps: usize = 2000, "optimizer updates";
+    optimizer: OptimizerKind = OptimizerKind::Sgd, "sgd | adagrad | rmsprop | adam";
+    lr: f64 = 0.01, "learning rate";
+    momentum: f64 = 0.0, "sgd momentum in [0, 1)";
+    nesterov: bool = false, "sgd: Nesterov momentum (true | false)";
+    lr_schedule: LrSchedule = LrSchedule::Constant, "constant | step:<every>:<gamma>";
+    truncation: Truncation = Truncation::Full, "full | k (TBPTT(k, k))";
+    /// TBPTT(k1, k2): every k1 time steps, backpropagate the losses of those k1 time steps k2
+    /// time steps.
+    truncation_k1: Option<usize> = None, "TBPTT(k1, k2): every k1 time steps ...";
+    truncation_k2: Option<usize> = None, "... backpropagate k2 time steps";
+    clip: Clip = Clip::Norm(1.0), "none | norm:<τ> | value:<τ>";
+    init: Init = Init::Default, "default | normal:<σ> | smart-tanh | identity | orthogonal";
+    forget_bias: f32 = 1.0, "lstm forget-gate bias";
+    log_every: usize = 50, "updates between logged (and diagnosed) updates";
+    eval_every: usize = 500, "updates between evaluations";
+    eval_sequences: usize = 1000, "sequences per evaluation (the final one uses at least 10,000)";
+    seed: u64 = 0, "seed of initialisation and data";
 }
 
 impl RunConfig {
     /// Parses a TOML run configuration (unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))
+        toml::from_str(text).map_err(|e| ConfigError::Toml {
+            message: e.to_string(),
+            span: e.span(),
+        })
     }
 
     /// The TOML form, which [`RunConfig::from_toml`] reads back unchanged.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("a RunConfig always serializes")
+    }
+
+    /// Every key that has a value, as TOML values (`text` and the TBPTT keys only when set).
+    pub fn to_table(&self) -> toml::Table {
+        toml::Table::try_from(self).expect("a RunConfig always serializes")
+    }
+
+    /// The canonical form of the keys whose value differs from the default, in [`KEYS`] order:
+    /// what a run's identity is hashed from. A key added later with a default leaves it as it
+    /// is. (Changing a default would change what an existing identity means: defaults are part
+    /// of the results' contract and pinned by a test.)
+    pub fn identity_toml(&self) -> String {
+        identity_toml(&self.to_table(), &RunConfig::default().to_table())
+    }
+
+    /// The value of `key` in its canonical display form (`norm:1` and `norm:1.0` alike),
+    /// `(unset)` for an optional key without a value.
+    pub fn value_string(&self, key: &str) -> String {
+        self.to_table()
+            .get(key)
+            .map_or_else(|| "(unset)".into(), display_value)
     }
 
     /// Sets one key from its string form (`--set key=value`), as if it were in the TOML file.
@@ -341,127 +450,112 @@ impl RunConfig {
 
     /// Sets one key to a TOML value, checking the key and the value's type and form.
     pub fn set_value(&mut self, key: &str, value: toml::Value) -> Result<(), ConfigError> {
-        let mut table = toml::Table::try_from(&*self).expect("a RunConfig always serializes");
         if !KEYS.contains(&key) {
             return Err(ConfigError::UnknownKey {
                 key: key.into(),
                 allowed: KEYS.join(", "),
             });
         }
+        let mut table = self.to_table();
         let shown = value.to_string();
         table.insert(key.into(), value);
         *self = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::BadValue {
-                key: key.into(),
-                value: shown,
-                reason: e.message().into(),
-            })?;
+            .map_err(|e: toml::de::Error| ConfigError::bad(key, shown, e.message()))?;
         Ok(())
     }
 
     /// Checks values that parse but cannot be run.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, value: String, reason: &str| {
-            Err(ConfigError::BadValue {
-                key: key.into(),
-                value,
-                reason: reason.into(),
-            })
-        };
         for (key, v) in [
             ("hidden", self.hidden),
             ("depth", self.depth),
             ("batch", self.batch),
             ("steps", self.steps),
-        ] {
-            if v == 0 {
-                return bad(key, v.to_string(), "must be at least 1");
-            }
-        }
-        for (key, v) in [
             ("log_every", self.log_every),
             ("eval_every", self.eval_every),
             ("eval_sequences", self.eval_sequences),
         ] {
             if v == 0 {
-                return bad(key, v.to_string(), "must be at least 1");
+                return Err(ConfigError::bad(key, v, "must be at least 1"));
             }
         }
-        let min_len = match self.task {
-            TaskKind::TemporalOrder => 10,
-            TaskKind::Adding => 2,
-            _ => 1,
-        };
+        let min_len = self.task.min_seq_len();
         if self.seq_len < min_len {
-            return bad(
+            return Err(ConfigError::bad(
                 "seq_len",
-                self.seq_len.to_string(),
-                &format!("must be at least {min_len} for {:?}", self.task),
-            );
+                self.seq_len,
+                format!("must be at least {min_len} for {:?}", self.task),
+            ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr", self.lr.to_string(), "must be a finite number > 0");
+            return Err(ConfigError::bad(
+                "lr",
+                self.lr,
+                "must be a finite number > 0",
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return bad("momentum", self.momentum.to_string(), "must be in [0, 1)");
+            return Err(ConfigError::bad(
+                "momentum",
+                self.momentum,
+                "must be in [0, 1)",
+            ));
         }
         if self.nesterov && (self.optimizer != OptimizerKind::Sgd || self.momentum == 0.0) {
-            return bad(
+            return Err(ConfigError::bad(
                 "nesterov",
-                "true".into(),
+                "true",
                 "needs optimizer = \"sgd\" and momentum > 0",
-            );
+            ));
         }
         if !self.forget_bias.is_finite() {
-            return bad(
+            return Err(ConfigError::bad(
                 "forget_bias",
-                self.forget_bias.to_string(),
+                self.forget_bias,
                 "must be finite",
-            );
+            ));
         }
-        match (self.task, &self.text) {
-            (TaskKind::Charlm, None) => {
-                return bad(
+        match (self.task.reads_text(), &self.text) {
+            (true, None) => {
+                return Err(ConfigError::bad(
                     "text",
-                    "(missing)".into(),
+                    "(missing)",
                     "charlm needs a text file: text = \"path.txt\"",
-                )
+                ))
             }
-            (TaskKind::Charlm, Some(_)) => {}
-            (_, Some(p)) => {
-                return bad(
+            (false, Some(p)) => {
+                return Err(ConfigError::bad(
                     "text",
-                    p.display().to_string(),
+                    p.display(),
                     "only the charlm task reads a text file",
-                )
+                ))
             }
             _ => {}
         }
         if self.init == Init::Identity && self.cell == CellKind::Lstm {
-            return bad(
+            return Err(ConfigError::bad(
                 "init",
-                "identity".into(),
+                "identity",
                 "identity (IRNN) applies to rnn cells only",
-            );
+            ));
         }
         let (k1, k2) = self.tbptt();
         if k1 > k2 {
-            return bad(
+            return Err(ConfigError::bad(
                 "truncation_k1",
-                k1.to_string(),
-                &format!("must not exceed truncation_k2 = {k2}"),
-            );
+                k1,
+                format!("must not exceed truncation_k2 = {k2}"),
+            ));
         }
         Ok(())
     }
 
-    /// The effective TBPTT(k1, k2) within a window of `seq_len` (or the model's sequence
-    /// length, see [`crate::tasks`]): `full` is (T, T).
+    /// The TBPTT(k1, k2) of this configuration in time steps; `full` is (∞, ∞) (`usize::MAX`),
+    /// which a window of T time steps clamps to (T, T).
     pub fn tbptt(&self) -> (usize, usize) {
-        let t = usize::MAX;
         let k = match self.truncation {
-            Truncation::Full => t,
+            Truncation::Full => usize::MAX,
             Truncation::K(k) => k,
         };
         let k1 = self.truncation_k1.unwrap_or(k);
@@ -470,64 +564,22 @@ impl RunConfig {
     }
 }
 
-/// Every key of a run configuration.
-pub const KEYS: [&str; 25] = [
-    "name",
-    "task",
-    "seq_len",
-    "text",
-    "cell",
-    "nonlinearity",
-    "hidden",
-    "depth",
-    "batch",
-    "steps",
-    "optimizer",
-    "lr",
-    "momentum",
-    "nesterov",
-    "lr_schedule",
-    "truncation",
-    "truncation_k1",
-    "truncation_k2",
-    "clip",
-    "init",
-    "forget_bias",
-    "log_every",
-    "eval_every",
-    "eval_sequences",
-    "seed",
-];
+/// The canonical TOML of the entries of `values` that differ from `defaults` (a key missing
+/// from `defaults` always appears), in the order of `values`.
+pub fn identity_toml(values: &toml::Table, defaults: &toml::Table) -> String {
+    let differing: toml::Table = values
+        .iter()
+        .filter(|(k, v)| defaults.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    toml::to_string(&differing).expect("a table always serializes")
+}
 
-/// One line of help per key, for the command line (what it is, allowed values).
-pub fn key_help(key: &str) -> &'static str {
-    match key {
-        "name" => "run name, default results folder",
-        "task" => "adding | copy | temporal-order | charlm | hello",
-        "seq_len" => "T of generated sequences (copy: the delay; charlm: window length)",
-        "text" => "text file of charlm",
-        "cell" => "rnn | lstm",
-        "nonlinearity" => "rnn only: tanh | relu",
-        "hidden" => "hidden units per layer",
-        "depth" => "stacked layers",
-        "batch" => "sequences per step",
-        "steps" => "optimizer updates",
-        "optimizer" => "sgd | adagrad | rmsprop | adam",
-        "lr" => "learning rate",
-        "momentum" => "sgd momentum in [0, 1)",
-        "nesterov" => "sgd: Nesterov momentum (true | false)",
-        "lr_schedule" => "constant | step:<every>:<gamma>",
-        "truncation" => "full | k (TBPTT(k, k))",
-        "truncation_k1" => "TBPTT(k1, k2): every k1 steps ...",
-        "truncation_k2" => "... backpropagate k2 steps",
-        "clip" => "none | norm:<τ> | value:<τ>",
-        "init" => "default | normal:<σ> | smart-tanh | identity | orthogonal",
-        "forget_bias" => "lstm forget-gate bias",
-        "log_every" => "steps between logged (and diagnosed) steps",
-        "eval_every" => "steps between evaluations",
-        "eval_sequences" => "sequences per evaluation (the final one uses at least 10,000)",
-        "seed" => "seed of initialisation and data",
-        _ => "",
+/// Display form of a TOML value: strings bare, everything else as TOML.
+pub fn display_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -538,4 +590,15 @@ pub fn parse_value(text: &str) -> toml::Value {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(text.into()))
+}
+
+/// A thread count from its flag (`--threads`, `--jobs`): every core of this machine when not
+/// given; 0 is an error.
+pub fn thread_count(given: Option<usize>, flag: &str) -> Result<NonZeroUsize, ConfigError> {
+    match given {
+        Some(n) => {
+            NonZeroUsize::new(n).ok_or_else(|| ConfigError::bad(flag, 0, "must be at least 1"))
+        }
+        None => Ok(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+    }
 }

@@ -1,32 +1,30 @@
-//! gradlab-experiments: models, tasks, training, diagnostics, sweeps, storage and reports.
+//! gradlab-experiments: everything between the kernels and the command line, one module per
+//! stage of the data flow (DESIGN.md "Layout"):
 //!
-//! - [`config`]: the run configuration (DESIGN.md keys), parsing and validation;
-//! - [`tasks`]: the seeded task generators and their metrics;
-//! - [`model`]: the recurrent stack with its output head and loss;
-//! - [`init`]: parameter initialisations; [`optim`]: optimisers and learning-rate schedules;
-//! - [`train`]: TBPTT training with clipping, evaluation, diagnostics and divergence;
-//! - [`sweep`]: sweep specs, expansion, the parallel resumable runner and shards;
-//! - [`store`]: Parquet results written atomically, read back and compacted; [`checkpoint`]: safetensors checkpoints;
-//! - [`report`]: tables (Markdown, LaTeX, CSV) aggregated with polars; [`plot`]: its charts;
-//! - [`sample`]: text from charlm/hello checkpoints; [`gradcheck`]: the `gradlab grad` tool.
+//! [`config`] → [`task`] (seeded generators, targets, metrics, success criteria) → [`model`]
+//! (stack and head, initialisation, checkpoints, sampling) → [`train`] (the loop, the TBPTT
+//! engine, optimisers, diagnostics, the records it emits) → [`sweep`] (spec, expansion and run
+//! identity, runner, status) → [`store`] (Parquet writing, reading, compaction) → [`report`]
+//! (aggregation, tables, plots). [`fs`], at the bottom, writes every file atomically.
 //!
 //! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
 
 #![forbid(unsafe_code)]
 
-pub mod checkpoint;
 pub mod config;
-pub mod error;
-pub mod gradcheck;
-pub mod init;
+pub mod fs;
 pub mod model;
-pub mod optim;
-pub mod plot;
 pub mod report;
-pub mod sample;
 pub mod store;
 pub mod sweep;
-pub mod tasks;
+pub mod task;
 pub mod train;
 
 pub use gradlab_kernels as kernels;
+
+/// gradlab's version, as recorded with every result.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this build was made from ("unknown" outside a checkout).
+pub const GIT_COMMIT: &str = env!("GRADLAB_GIT_COMMIT");
+/// The compiler that made this build.
+pub const RUSTC: &str = env!("GRADLAB_RUSTC");

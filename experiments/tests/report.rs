@@ -3,10 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use gradlab_experiments::report::{self, latex_escape, pm, wilson, Format, Options};
+use gradlab_experiments::report::aggregate::wilson;
+use gradlab_experiments::report::table::{latex_escape, num, pm};
+use gradlab_experiments::report::{self, Format, Options};
 use gradlab_experiments::store::{self, read_parquet, Provenance};
 use gradlab_experiments::sweep::{PlannedRun, Spec};
-use gradlab_experiments::train::{FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow};
+use gradlab_experiments::train::record::{
+    FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow,
+};
 use polars::prelude::*;
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -93,7 +97,7 @@ fn record(i: usize) -> RunRecord {
             wall_seconds: 1.0,
             steps_per_sec: 300.0,
         },
-        steps,
+        logged: steps,
         flow,
     }
 }
@@ -110,7 +114,7 @@ fn write_sweep(dir: &Path, skip: &[usize]) -> Vec<PlannedRun> {
     };
     for (i, run) in runs.iter().enumerate() {
         if !skip.contains(&i) {
-            store::write_run(dir, &run.config, &record(i), &prov).unwrap();
+            store::write_run(dir, &run.id, &run.config, &record(i), &prov).unwrap();
         }
     }
     runs
@@ -347,6 +351,6 @@ fn numbers_are_formatted_for_papers() {
     assert_eq!(pm(0.014, 0.018), "0.014 ± 0.018");
     assert_eq!(pm(12.345, 1.5), "12.3 ± 1.5");
     assert_eq!(pm(0.5, f64::NAN), "0.5000");
-    assert_eq!(report::num(1234.5), "1234");
-    assert_eq!(report::num(2.5e-5), "2.50e-5");
+    assert_eq!(num(1234.5), "1234");
+    assert_eq!(num(2.5e-5), "2.50e-5");
 }

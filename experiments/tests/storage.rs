@@ -1,9 +1,10 @@
 //! Results and checkpoints on disk: Parquet tables with the documented columns, atomic writes,
 //! and checkpoints that round-trip bit-exactly with PyTorch names.
 
-use gradlab_experiments::checkpoint::{self, TensorFile};
 use gradlab_experiments::config::RunConfig;
-use gradlab_experiments::store::{self, read_parquet, run_id, Provenance};
+use gradlab_experiments::model::checkpoint::{self, TensorFile};
+use gradlab_experiments::store::{self, read_parquet, Provenance};
+use gradlab_experiments::sweep::run_id;
 use gradlab_experiments::train::Trainer;
 use gradlab_kernels::Par;
 use polars::prelude::*;
@@ -29,7 +30,8 @@ fn a_run_writes_the_three_tables_with_the_documented_columns() {
     let dir = tmpdir("tables");
     let cfg = RunConfig::from_toml("task = 'temporal-order'\nseq_len = 20\ncell = 'lstm'\nhidden = 8\ndepth = 2\nsteps = 12\nlog_every = 5\neval_every = 10\neval_sequences = 20\ntruncation = 6\n").unwrap();
     let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
-    let id = store::write_run(&dir, &cfg, &rec, &prov()).unwrap();
+    let id = run_id(&cfg);
+    store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
     assert_eq!(id, run_id(&cfg));
     let [runs, steps, flow] = store::run_paths(&dir, &id).map(|p| read_parquet(&p).unwrap());
     assert_eq!(runs.height(), 1);
@@ -165,7 +167,9 @@ fn a_checkpoint_round_trips_bit_exactly_with_pytorch_names() {
 fn a_failed_write_leaves_no_file_and_no_temporary() {
     let dir = tmpdir("atomic");
     let path = dir.join("x.bin");
-    let err = store::write_atomic(&path, |_| Err(std::io::Error::other("disk full"))).unwrap_err();
+    let err =
+        gradlab_experiments::fs::write_atomic(&path, |_| Err(std::io::Error::other("disk full")))
+            .unwrap_err();
     assert_eq!(err.to_string(), "disk full");
     assert_eq!(
         std::fs::read_dir(&dir).unwrap().count(),

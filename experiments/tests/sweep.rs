@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use gradlab_experiments::config::{CellKind, RunConfig};
-use gradlab_experiments::store::run_id;
+use gradlab_experiments::config::{identity_toml, key_help, CellKind, RunConfig, KEYS};
+use gradlab_experiments::sweep::identity::fnv1a_hex;
 use gradlab_experiments::sweep::{parse_shard, shard, Spec};
+use gradlab_experiments::sweep::{run_id, SpecErrorKind};
 
 const SPEC: &str = r#"
 name = "s"
@@ -91,19 +92,137 @@ fn shards_are_disjoint_balanced_and_make_the_whole_sweep() {
         all.sort();
         assert_eq!(all, (0..runs.len()).collect::<Vec<_>>(), "n = {n}");
     }
-    assert_eq!(parse_shard("2/5"), Ok((2, 5)));
+    assert_eq!(parse_shard("2/5").unwrap(), (2, 5));
     for bad in ["5/5", "1/0", "-1/2", "1", "a/b", "1/2/3"] {
         assert!(parse_shard(bad).is_err(), "{bad}");
     }
 }
 
 /// The run id is a contract: results folders written by one build are resumed by the next.
-/// The value is FNV-1a of the default config's canonical TOML, computed independently (Python).
+/// The values are FNV-1a of the canonical TOML of the keys that differ from their default,
+/// computed independently (Python).
 #[test]
 fn run_ids_are_stable_across_builds() {
+    assert_eq!(run_id(&RunConfig::default()), "cbf29ce484222325");
+    let mut cfg = RunConfig::default();
+    for (k, v) in [
+        ("task", "copy"),
+        ("cell", "lstm"),
+        ("hidden", "64"),
+        ("lr", "0.001"),
+        ("truncation", "20"),
+        ("clip", "none"),
+        ("seed", "3"),
+    ] {
+        cfg.set(k, v).unwrap();
+    }
     assert_eq!(
-        run_id(&RunConfig::default()),
-        "9693d3802543922c",
-        "the run id of the default config changed: results folders of earlier builds would rerun"
+        cfg.identity_toml(),
+        "task = \"copy\"\ncell = \"lstm\"\nhidden = 64\nlr = 0.001\ntruncation = 20\nclip = \"none\"\nseed = 3\n"
     );
+    assert_eq!(run_id(&cfg), "5defed0867bcee1e");
+    // A run of the built-in demo (lstm, truncation 5, clip norm:1 = the default, seed 2).
+    let demo = Spec::parse(include_str!("../configs/demo.toml"), "demo.toml")
+        .unwrap()
+        .expand()
+        .unwrap();
+    let run = demo
+        .iter()
+        .find(|r| r.label() == "cell=lstm truncation=5 clip=norm:1 seed=2")
+        .unwrap();
+    assert_eq!(run.id, "859a4fd9f9e39acc", "{}", run.config.identity_toml());
+}
+
+/// Regression (issue 9): the id hashed the whole config, so adding any key with a default
+/// changed every id and made every existing results folder run again.
+#[test]
+fn a_new_key_at_its_default_leaves_run_ids_unchanged() {
+    let mut cfg = RunConfig::default();
+    cfg.set("cell", "lstm").unwrap();
+    cfg.seed = 7;
+    let (mut values, mut defaults) = (cfg.to_table(), RunConfig::default().to_table());
+    let before = fnv1a_hex(&identity_toml(&values, &defaults));
+    assert_eq!(before, run_id(&cfg));
+    let new_key = (
+        "regularizer".to_string(),
+        toml::Value::String("none".into()),
+    );
+    values.insert(new_key.0.clone(), new_key.1.clone());
+    defaults.insert(new_key.0.clone(), new_key.1);
+    assert_eq!(fnv1a_hex(&identity_toml(&values, &defaults)), before);
+    values.insert(new_key.0, toml::Value::String("pascanu:2".into()));
+    assert_ne!(fnv1a_hex(&identity_toml(&values, &defaults)), before);
+}
+
+/// The defaults are part of every run's identity (a key at its default is left out of the
+/// hash): changing one would make existing ids name different runs. Change them only with a
+/// note that old results folders must be rerun.
+#[test]
+fn the_defaults_behind_run_ids_are_pinned() {
+    assert_eq!(
+        RunConfig::default().to_toml(),
+        "name = \"run\"\ntask = \"adding\"\nseq_len = 100\ncell = \"rnn\"\nnonlinearity = \"tanh\"\n\
+         hidden = 50\ndepth = 1\nbatch = 20\nsteps = 2000\noptimizer = \"sgd\"\nlr = 0.01\n\
+         momentum = 0.0\nnesterov = false\nlr_schedule = \"constant\"\ntruncation = \"full\"\n\
+         clip = \"norm:1\"\ninit = \"default\"\nforget_bias = 1.0\nlog_every = 50\n\
+         eval_every = 500\neval_sequences = 1000\nseed = 0\n"
+    );
+}
+
+/// Every key of the table is a field of the struct and has help, and every field is a key.
+#[test]
+fn the_key_list_and_the_config_struct_agree() {
+    let mut cfg = RunConfig::default();
+    cfg.text = Some("t.txt".into());
+    (cfg.truncation_k1, cfg.truncation_k2) = (Some(1), Some(2));
+    let fields: Vec<String> = cfg.to_table().keys().cloned().collect();
+    assert_eq!(fields, KEYS);
+    for key in KEYS {
+        assert!(
+            key_help(key).is_some_and(|h| !h.is_empty()),
+            "{key} has no help"
+        );
+        let value = cfg.to_table()[*key].clone();
+        let mut other = RunConfig::default();
+        other
+            .set_value(key, value)
+            .unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
+
+/// Errors say what kind of problem they are, for callers that branch on it.
+#[test]
+fn spec_errors_carry_their_kind() {
+    let cases = [
+        ("name = 'a b'\nseeds = [0]\n", SpecErrorKind::Name),
+        ("name = 'a'\nseeds = []\n", SpecErrorKind::Seeds),
+        (
+            "name = 'a'\nseeds = [0]\n[base]\nhiden = 3\n",
+            SpecErrorKind::Key,
+        ),
+        (
+            "name = 'a'\nseeds = [0]\n[base]\nhidden = 'x'\n",
+            SpecErrorKind::Value,
+        ),
+        (
+            "name = 'a'\nseeds = [0]\n[grid]\nhidden = []\n",
+            SpecErrorKind::Axis,
+        ),
+        (
+            "name = 'a'\nseeds = [0]\n[random]\nlr = { uniform = [0.1, 0.2] }\n",
+            SpecErrorKind::Random,
+        ),
+        (
+            "name = 'a'\nseeds = [0]\n[grid]\ntruncation_k1 = [5]\ntruncation_k2 = [3]\n",
+            SpecErrorKind::Run,
+        ),
+        ("name = 'a'\nseeds = [0\n", SpecErrorKind::Syntax),
+    ];
+    for (text, kind) in cases {
+        let err = Spec::parse(text, "s.toml")
+            .and_then(|s| s.expand())
+            .unwrap_err();
+        assert_eq!(err.kind, kind, "{text:?}: {err}");
+    }
+    assert_eq!(parse_shard("3/2").unwrap_err().kind, SpecErrorKind::Shard);
 }

@@ -3,8 +3,10 @@
 //! configurations are rejected with a message that names the key.
 
 use gradlab_experiments::config::{Clip, RunConfig, TaskKind, Truncation};
-use gradlab_experiments::tasks::Task;
-use gradlab_experiments::train::{RunRecord, Status, Trainer};
+use gradlab_experiments::task::text::min_chars;
+use gradlab_experiments::task::{MetricAcc, Task, TaskError, TextError, VALIDATION_STREAMS};
+use gradlab_experiments::train::record::{RunRecord, Status};
+use gradlab_experiments::train::{TrainError, Trainer};
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::Par;
 
@@ -61,8 +63,8 @@ fn clipping_by_norm_never_applies_an_update_above_the_threshold() {
             _ => unreachable!(),
         };
         let rec = train(cfg, Par::Seq);
-        assert_eq!(rec.steps.len(), 60, "every step is logged");
-        for r in &rec.steps {
+        assert_eq!(rec.logged.len(), 60, "every step is logged");
+        for r in &rec.logged {
             assert!(
                 r.grad_norm_clipped <= tau,
                 "step {}: update norm {} > {tau}",
@@ -73,7 +75,7 @@ fn clipping_by_norm_never_applies_an_update_above_the_threshold() {
             assert!(r.grad_norm_clipped <= r.grad_norm);
         }
         assert!(
-            rec.steps.iter().any(|r| r.clipped),
+            rec.logged.iter().any(|r| r.clipped),
             "{clip}: some steps must clip"
         );
     }
@@ -94,7 +96,7 @@ fn truncation_of_at_least_t_is_exactly_full_bptt() {
         assert_eq!(rec, full, "{trunc} differs from full BPTT");
     }
     let truncated = without_timing(train(config(&format!("{base}truncation = 5\n")), Par::Seq));
-    assert_ne!(truncated.steps, full.steps, "k = 5 < T must truncate");
+    assert_ne!(truncated.logged, full.logged, "k = 5 < T must truncate");
 }
 
 #[test]
@@ -107,7 +109,7 @@ fn tbptt_k1_less_than_k2_equal_to_t_gives_the_full_gradient() {
         config(&format!("{base}truncation_k1 = 7\ntruncation_k2 = 30\n")),
         Par::Seq,
     );
-    let (a, b) = (&full.steps[0], &split.steps[0]);
+    let (a, b) = (&full.logged[0], &split.logged[0]);
     assert!(
         (a.loss - b.loss).abs() < 1e-6 * a.loss,
         "loss {} vs {}",
@@ -124,8 +126,8 @@ fn tbptt_k1_less_than_k2_equal_to_t_gives_the_full_gradient() {
     // contribution from more than 5 steps back. The probe's norm ratio must equal the ratio of
     // the norms that a truncated and a full run log for the same first batch (same seed).
     let order = "task = 'temporal-order'\nseq_len = 30\nhidden = 12\nbatch = 8\nsteps = 1\nlog_every = 1\neval_sequences = 10\nclip = 'none'\n";
-    let row = &train(config(&format!("{order}truncation = 5\n")), Par::Seq).steps[0];
-    let full_row = &train(config(order), Par::Seq).steps[0];
+    let row = &train(config(&format!("{order}truncation = 5\n")), Par::Seq).logged[0];
+    let full_row = &train(config(order), Par::Seq).logged[0];
     let (cos, ratio) = (row.trunc_cosine.unwrap(), row.trunc_norm_ratio.unwrap());
     let want = row.grad_norm / full_row.grad_norm;
     assert!(
@@ -180,7 +182,7 @@ fn every_optimizer_and_init_trains_without_error() {
             ));
             let rec = train(cfg, Par::Seq);
             assert_eq!(rec.outcome.status, Status::Ok, "{opt} {cell} {init}");
-            assert_eq!(rec.steps[4].lr, 0.01 * 0.25, "step decay: lr at step 4");
+            assert_eq!(rec.logged[4].lr, 0.01 * 0.25, "step decay: lr at step 4");
         }
     }
 }
@@ -189,11 +191,11 @@ fn every_optimizer_and_init_trains_without_error() {
 fn tasks_are_reproducible_from_their_seed() {
     for task in ["adding", "copy", "temporal-order"] {
         let cfg = config(&format!("task = '{task}'\nseq_len = 20\n"));
-        let t = Task::new(&cfg).unwrap();
+        let t = Task::new(cfg.task, cfg.seq_len, None).unwrap();
         let a = t.fresh_batch(&mut SplitMix64(7), 3);
         assert_eq!(a, t.fresh_batch(&mut SplitMix64(7), 3));
         assert_ne!(a, t.fresh_batch(&mut SplitMix64(8), 3));
-        assert_eq!(a.x.len(), t.steps() * 3 * t.input_size());
+        assert_eq!(a.x.len(), t.time_steps() * 3 * t.input_size());
     }
 }
 
@@ -302,5 +304,68 @@ fn the_training_gradient_of_head_and_stack_matches_finite_differences() {
                 "{loss}: parameter {e}: gradient {got}, finite differences {fd}"
             );
         }
+    }
+}
+
+/// A text of `n` characters from a small alphabet.
+fn text_of(n: usize) -> String {
+    let mut rng = SplitMix64(3);
+    (0..n)
+        .map(|_| b"abcde fgh\n"[rng.below(10)] as char)
+        .collect()
+}
+
+/// Regression (issue 9): at T = 50 an 8,160-character text left no validation window for the
+/// 16 validation streams, and the validation loss was silently reported as 0.
+#[test]
+fn charlm_text_too_short_for_its_validation_streams_is_an_error() {
+    let dir = std::env::temp_dir().join(format!("gradlab-charlm-short-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let need = min_chars(50);
+    assert!(
+        need > 8_160,
+        "the text of the report must be too short (need {need})"
+    );
+    let path = dir.join("short.txt");
+    std::fs::write(&path, text_of(8_160)).unwrap();
+    let cfg = |path: &std::path::Path| {
+        let mut c = config("task = 'charlm'\nseq_len = 50\nhidden = 8\nbatch = 4\nsteps = 2\n");
+        c.text = Some(path.to_path_buf());
+        c
+    };
+    match Trainer::new(cfg(&path), Par::Seq) {
+        Err(TrainError::Task(TaskError::Text(TextError::TooShort { chars, need: n, .. }))) => {
+            assert_eq!((chars, n), (8_160, need));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a text too short for its validation windows must be refused"),
+    }
+    let message = Trainer::new(cfg(&path), Par::Seq)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!("need at least {need}")),
+        "{message}"
+    );
+    // At the minimum length every validation stream holds one window: a real, non-zero loss.
+    let path = dir.join("enough.txt");
+    std::fs::write(&path, text_of(need)).unwrap();
+    let mut tr = Trainer::new(cfg(&path), Par::Seq).unwrap();
+    let acc = tr.evaluate(1);
+    assert_eq!(acc.loss_terms, VALIDATION_STREAMS * 50);
+    assert!(acc.loss().is_finite() && acc.loss() > 0.0, "{}", acc.loss());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Regression (issue 9): `MetricAcc::loss()` of nothing was 0, a perfect score.
+#[test]
+fn a_metric_with_no_terms_is_never_reported_as_zero() {
+    let empty = MetricAcc::default();
+    assert!(empty.loss().is_nan());
+    for task in ["adding", "copy", "temporal-order"] {
+        let t = Task::new(config(&format!("task = '{task}'")).task, 20, None).unwrap();
+        assert!(t.metric(&empty).is_nan(), "{task}");
+        assert_eq!(t.success(t.metric(&empty)), Some(false), "{task}");
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::reference;
 pub use crate::rng::SplitMix64;
-use crate::rnn::{self, Grads, Workspace};
+use crate::rnn::{self, Grads, OutputGrads, Workspace};
 use crate::{Activation, Cell, Par, StackShape};
 
 /// One benchmark shape.
@@ -136,12 +136,15 @@ impl BenchCase {
             dc0: &mut self.dc0,
             flow: &mut self.flow,
         };
+        let loss = OutputGrads {
+            dy: &self.dy,
+            dh_n: None,
+            dc_n: None,
+        };
         rnn::backward(
             &self.params,
             &self.x,
-            &self.dy,
-            None,
-            None,
+            loss,
             usize::MAX,
             &mut self.ws,
             out,
@@ -163,16 +166,12 @@ impl BenchCase {
     /// The same forward + backward with the scalar f32 reference.
     pub fn forward_backward_scalar(&self) -> f32 {
         let tr = self.scalar_trace();
-        reference::backward(
-            self.shape.stack(),
-            &self.params,
-            &self.x,
-            &tr,
-            &self.dy,
-            None,
-            None,
-            usize::MAX,
-        )
-        .params[0]
+        let loss = OutputGrads {
+            dy: &self.dy[..],
+            dh_n: None,
+            dc_n: None,
+        };
+        let (s, x) = (self.shape.stack(), &self.x);
+        reference::backward(s, &self.params, x, &tr, loss, usize::MAX).params[0]
     }
 }

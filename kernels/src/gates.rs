@@ -179,7 +179,7 @@ impl<const FULL: bool> LstmChunk<FULL> {
     }
 
     #[inline(always)]
-    fn put(self, out: &mut LstmOut<'_>, act: [V; 4], cn: V, t: V) {
+    fn put(self, out: &mut LstmForwardOut<'_>, act: [V; 4], cn: V, t: V) {
         for (g, &a) in act.iter().enumerate() {
             store_n::<FULL>(out.gates, self.gate + g * self.hidden, self.n, a);
         }
@@ -189,23 +189,29 @@ impl<const FULL: bool> LstmChunk<FULL> {
     }
 }
 
-/// What an LSTM step writes.
-struct LstmOut<'a> {
-    gates: &'a mut [f32],
-    c: &'a mut [f32],
-    tc: &'a mut [f32],
-    h: &'a mut [f32],
+/// What an LSTM forward step updates, for `rows` batch rows: row r of `gates` at
+/// `r * 4 * hidden`, of `c`, `tc` and `h` at `r * hidden`.
+pub struct LstmForwardOut<'a> {
+    /// In: the products `W_ih x + W_hh h` of `[i | f | g | o]`; out: the activations.
+    pub gates: &'a mut [f32],
+    /// Out: the cell state `c = f*c_prev + i*g`.
+    pub c: &'a mut [f32],
+    /// Out: `tanh(c)`.
+    pub tc: &'a mut [f32],
+    /// Out: the hidden state `h = o*tanh(c)`.
+    pub h: &'a mut [f32],
 }
 
 /// One 16-unit chunk (`j`, `n` lanes) of `rows` rows, two rows at a time.
 #[inline(always)]
 fn lstm_forward_chunk<const FULL: bool>(
-    out: &mut LstmOut<'_>,
+    out: &mut LstmForwardOut<'_>,
     bias: &[f32],
     c_prev: &[f32],
     hidden: usize,
     rows: usize,
-    (j, n): (usize, usize),
+    j: usize,
+    n: usize,
 ) {
     let at = |r: usize| LstmChunk::<FULL> {
         gate: r * 4 * hidden + j,
@@ -237,48 +243,41 @@ fn lstm_forward_chunk<const FULL: bool>(
     }
 }
 
-/// LSTM forward of one step for `rows` batch rows (row r of `gates` at `r * 4 * hidden`, of the
-/// states at `r * hidden`) and hidden units `units`.
+/// LSTM forward of one step for `rows` batch rows (laid out as [`LstmForwardOut`] says) and
+/// hidden units `units`.
 ///
-/// On entry `gates` holds the products `W_ih x + W_hh h` of `[i | f | g | o]` and `bias` is
-/// `b_ih + b_hh`; on exit `gates` holds the activations. Writes `c = f*c_prev + i*g`,
-/// `tc = tanh(c)` and `h = o*tc`. Rows are processed in pairs so that the dependency chains of
-/// two rows interleave (one row alone is latency-bound).
-#[allow(clippy::too_many_arguments)]
+/// On entry `out.gates` holds the products `W_ih x + W_hh h` of `[i | f | g | o]` and `bias` is
+/// `b_ih + b_hh` (`[4H]`); `c_prev` is laid out as `out.c`. On exit `out.gates` holds the
+/// activations, and `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc` are written. Rows are
+/// processed in pairs so that the dependency chains of two rows interleave (one row alone is
+/// latency-bound).
 pub fn lstm_forward_units(
-    gates: &mut [f32],
+    mut out: LstmForwardOut<'_>,
     bias: &[f32],
     c_prev: &[f32],
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
     hidden: usize,
     rows: usize,
     units: Range<usize>,
 ) {
-    let mut out = LstmOut { gates, c, tc, h };
     for (j, n) in chunks(units) {
         if n == LANES {
-            lstm_forward_chunk::<true>(&mut out, bias, c_prev, hidden, rows, (j, n));
+            lstm_forward_chunk::<true>(&mut out, bias, c_prev, hidden, rows, j, n);
         } else {
-            lstm_forward_chunk::<false>(&mut out, bias, c_prev, hidden, rows, (j, n));
+            lstm_forward_chunk::<false>(&mut out, bias, c_prev, hidden, rows, j, n);
         }
     }
 }
 
 /// Scalar twin of [`lstm_forward_units`].
-#[allow(clippy::too_many_arguments)]
 pub fn lstm_forward_units_scalar(
-    gates: &mut [f32],
+    out: LstmForwardOut<'_>,
     bias: &[f32],
     c_prev: &[f32],
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
     hidden: usize,
     rows: usize,
     units: Range<usize>,
 ) {
+    let LstmForwardOut { gates, c, tc, h } = out;
     let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
     for r in 0..rows {
         let g_row = &mut gates[r * 4 * hidden..][..4 * hidden];
@@ -296,35 +295,52 @@ pub fn lstm_forward_units_scalar(
     }
 }
 
-/// LSTM backward of one step.
-///
-/// In: activated `gates`, `c_prev`, `tc = tanh(c)`, the loss gradient `dy` of h_t, `dh` the
-/// gradient of h_t through h_{t+1}, `dc` the gradient of c_t through c_{t+1}.
-/// Out: `dh` the total gradient of h_t, `dgates` the pre-activation gradients `[di|df|dg|do]`,
-/// `dc` the gradient of c_{t-1}.
-#[allow(clippy::too_many_arguments)]
+/// What LSTM backward of one step of one batch row reads.
+#[derive(Clone, Copy)]
+pub struct LstmBackwardIn<'a> {
+    /// The activations `[i | f | g | o]` of the forward step, `[4H]`.
+    pub gates: &'a [f32],
+    /// The cell state before the step, c_{t-1}, `[H]`.
+    pub c_prev: &'a [f32],
+    /// `tanh(c_t)`, `[H]`.
+    pub tc: &'a [f32],
+    /// The loss gradient of h_t, `[H]`.
+    pub dy: &'a [f32],
+}
+
+/// What LSTM backward of one step of one batch row updates.
+pub struct LstmBackwardOut<'a> {
+    /// In: the gradient of h_t through h_{t+1}; out: the total gradient of h_t, `[H]`.
+    pub dh: &'a mut [f32],
+    /// In: the gradient of c_t through c_{t+1}; out: the gradient of c_{t-1}, `[H]`.
+    pub dc: &'a mut [f32],
+    /// Out: the pre-activation gradients `[di | df | dg | do]`, `[4H]`.
+    pub dgates: &'a mut [f32],
+}
+
+/// LSTM backward of one step of one batch row, hidden units `units` (see [`LstmBackwardIn`]
+/// and [`LstmBackwardOut`]).
 pub fn lstm_backward_units(
-    gates: &[f32],
-    c_prev: &[f32],
-    tc: &[f32],
-    dy: &[f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
-    dgates: &mut [f32],
+    inputs: LstmBackwardIn<'_>,
+    mut out: LstmBackwardOut<'_>,
     hidden: usize,
     units: Range<usize>,
 ) {
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn chunk<const FULL: bool>(
-        (gates, c_prev, tc, dy): (&[f32], &[f32], &[f32], &[f32]),
-        dh: &mut [f32],
-        dc: &mut [f32],
-        dgates: &mut [f32],
+        inputs: LstmBackwardIn<'_>,
+        out: &mut LstmBackwardOut<'_>,
         hidden: usize,
         j: usize,
         n: usize,
     ) {
+        let LstmBackwardIn {
+            gates,
+            c_prev,
+            tc,
+            dy,
+        } = inputs;
+        let LstmBackwardOut { dh, dc, dgates } = out;
         let (ld, one) = (
             |s: &[f32], at: usize| load_n::<FULL>(s, at, n),
             V::splat(1.0),
@@ -341,29 +357,29 @@ pub fn lstm_backward_units(
         store_n::<FULL>(dh, j, n, d);
         store_n::<FULL>(dc, j, n, dct * f);
     }
-    let inputs = (gates, c_prev, tc, dy);
     for (j, n) in chunks(units) {
         if n == LANES {
-            chunk::<true>(inputs, dh, dc, dgates, hidden, j, n);
+            chunk::<true>(inputs, &mut out, hidden, j, n);
         } else {
-            chunk::<false>(inputs, dh, dc, dgates, hidden, j, n);
+            chunk::<false>(inputs, &mut out, hidden, j, n);
         }
     }
 }
 
 /// Scalar twin of [`lstm_backward_units`].
-#[allow(clippy::too_many_arguments)]
 pub fn lstm_backward_units_scalar(
-    gates: &[f32],
-    c_prev: &[f32],
-    tc: &[f32],
-    dy: &[f32],
-    dh: &mut [f32],
-    dc: &mut [f32],
-    dgates: &mut [f32],
+    inputs: LstmBackwardIn<'_>,
+    out: LstmBackwardOut<'_>,
     hidden: usize,
     units: Range<usize>,
 ) {
+    let LstmBackwardIn {
+        gates,
+        c_prev,
+        tc,
+        dy,
+    } = inputs;
+    let LstmBackwardOut { dh, dc, dgates } = out;
     let (ho, go, oo) = (hidden, 2 * hidden, 3 * hidden);
     for j in units {
         let (i, f, g, o) = (gates[j], gates[ho + j], gates[go + j], gates[oo + j]);

@@ -82,18 +82,20 @@ pub fn gate_spans(hidden: usize) -> impl Iterator<Item = [ColSpan; NV]> {
 }
 
 impl PackedB {
-    /// Packs B where element (kk, col) is `src[kk * rs_k + col * cs_n]`, `col` being a column of
-    /// C as given by `spans`. Reuses the allocation.
-    #[allow(clippy::too_many_arguments)]
+    /// Packs the K × N matrix `src`, whose element (kk, col) is `src.data[kk * src.rs + col *
+    /// src.cs]`, `col` being a column of C as given by `spans`. Reuses the allocation.
     pub fn pack(
         &mut self,
         k: usize,
         spans: impl IntoIterator<Item = [ColSpan; NV]>,
-        src: &[f32],
-        rs_k: usize,
-        cs_n: usize,
+        src: Mat<'_>,
         par: Par,
     ) {
+        let Mat {
+            data: src,
+            rs: rs_k,
+            cs: cs_n,
+        } = src;
         self.k = k;
         self.spans.clear();
         self.spans.extend(spans);
@@ -161,23 +163,44 @@ impl PackedB {
     }
 }
 
+/// The operands of one microkernel tile, as raw pointers (see [`tile`]).
+#[derive(Clone, Copy)]
+struct Tile<'s> {
+    /// Depth of this K block.
+    k: usize,
+    /// A's element (r, kk) is at `a + r * rsa + kk * csa`.
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    /// Row kk of this K block of the panel is at `panel + kk * NR`.
+    panel: *const f32,
+    /// Row r of the tile in C starts at `c + r * ldc`.
+    c: *mut f32,
+    ldc: usize,
+    /// Where the panel's `NV` vectors land in a row of C.
+    spans: &'s [ColSpan; NV],
+    /// Add to C instead of overwriting it.
+    accumulate: bool,
+}
+
 /// One R × NR tile: C (+)= A[R × k] · panel[k × NR].
 ///
 /// # Safety
 /// `a` is readable at `r * rsa + kk * csa` for r < R, kk < k; `panel` at `kk * NR + 0..NR`;
 /// `c` is readable and writable at `r * ldc + s.start + 0..s.width` for r < R and every span s.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(
-    k: usize,
-    a: *const f32,
-    (rsa, csa): (usize, usize),
-    panel: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    spans: &[ColSpan; NV],
-    accumulate: bool,
-) {
+unsafe fn tile<const R: usize>(t: Tile<'_>) {
+    let Tile {
+        k,
+        a,
+        rsa,
+        csa,
+        panel,
+        c,
+        ldc,
+        spans,
+        accumulate,
+    } = t;
     let mut acc = [[V::ZERO; NV]; R];
     for kk in 0..k {
         // SAFETY: kk < k, so the panel row and the A elements are in bounds (caller's contract).
@@ -227,11 +250,11 @@ pub fn packed_product(
     rows: usize,
     a: Mat<'_>,
     b: &PackedB,
-    c: &mut [f32],
-    ldc: usize,
+    c: MatMut<'_>,
     accumulate: bool,
     mut epilogue: impl FnMut(&mut [f32], usize, usize, usize),
 ) {
+    let MatMut { data: c, ld: ldc } = c;
     let k = b.k;
     if rows == 0 {
         return;
@@ -252,19 +275,27 @@ pub fn packed_product(
             for r0 in (0..rows).step_by(MR) {
                 let mr = MR.min(rows - r0);
                 // `wrapping_add`: with k = 0, A may be empty and is never read.
-                let ap = a.data.as_ptr().wrapping_add(r0 * a.rs + k0 * a.cs);
-                let (cp, sp, st) = (c[r0 * ldc..].as_mut_ptr(), &b.spans[p], (a.rs, a.cs));
-                let kn = k1 - k0;
+                let t = Tile {
+                    k: k1 - k0,
+                    a: a.data.as_ptr().wrapping_add(r0 * a.rs + k0 * a.cs),
+                    rsa: a.rs,
+                    csa: a.cs,
+                    panel: pp,
+                    c: c[r0 * ldc..].as_mut_ptr(),
+                    ldc,
+                    spans: &b.spans[p],
+                    accumulate: acc,
+                };
                 // SAFETY: the asserts above bound A (rows × k) and C (rows × c_end); panel p
                 // holds k packed rows of NR columns, of which this block reads k0..k1.
                 unsafe {
                     match mr {
-                        6 => tile::<6>(kn, ap, st, pp, cp, ldc, sp, acc),
-                        5 => tile::<5>(kn, ap, st, pp, cp, ldc, sp, acc),
-                        4 => tile::<4>(kn, ap, st, pp, cp, ldc, sp, acc),
-                        3 => tile::<3>(kn, ap, st, pp, cp, ldc, sp, acc),
-                        2 => tile::<2>(kn, ap, st, pp, cp, ldc, sp, acc),
-                        _ => tile::<1>(kn, ap, st, pp, cp, ldc, sp, acc),
+                        6 => tile::<6>(t),
+                        5 => tile::<5>(t),
+                        4 => tile::<4>(t),
+                        3 => tile::<3>(t),
+                        2 => tile::<2>(t),
+                        _ => tile::<1>(t),
                     }
                 }
                 if kb + 1 == k_blocks {
@@ -276,20 +307,13 @@ pub fn packed_product(
 }
 
 /// C[m × ·] (+)= A[m × K] · B, split over blocks of rows of C (a multiple of `MR` each).
-pub fn gemm(
-    m: usize,
-    a: Mat<'_>,
-    b: &PackedB,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-    par: Par,
-) {
+pub fn gemm(m: usize, a: Mat<'_>, b: &PackedB, c: MatMut<'_>, accumulate: bool, par: Par) {
     let blocks = m.div_ceil(MR);
     let tasks = par.degree().min(blocks).max(1);
     if tasks == 1 {
-        return packed_product(m, a, b, c, ldc, accumulate, |_, _, _, _| {});
+        return packed_product(m, a, b, c, accumulate, |_, _, _, _| {});
     }
+    let MatMut { data: c, ld: ldc } = c;
     let c_end = b.c_end();
     assert!(
         m == 0 || c.len() >= (m - 1) * ldc + c_end,
@@ -309,7 +333,8 @@ pub fn gemm(
             let end = if r1 == m { c_len } else { r1 * ldc };
             std::slice::from_raw_parts_mut(cp.get().add(r0 * ldc), end - r0 * ldc)
         };
-        packed_product(r1 - r0, a_rows, b, c_rows, ldc, accumulate, |_, _, _, _| {});
+        let c_rows = MatMut::rows(c_rows, ldc);
+        packed_product(r1 - r0, a_rows, b, c_rows, accumulate, |_, _, _, _| {});
     });
 }
 
@@ -343,20 +368,33 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// C[m × n] = beta·C + A[m × k]·B[k × n] (C row-major, leading dimension `ldc`), through
-/// `matrixmultiply`, split over blocks of rows of C. `beta = 0` ignores what C held, NaN included.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Mat<'_>,
-    b: Mat<'_>,
-    beta: f32,
-    c: &mut [f32],
-    ldc: usize,
-    par: Par,
-) {
+/// A row-major output matrix: element (i, j) is at `data[i * ld + j]`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub ld: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// Row-major with leading dimension `ld`.
+    pub fn rows(data: &'a mut [f32], ld: usize) -> Self {
+        MatMut { data, ld }
+    }
+}
+
+/// The dimensions of a product C[m × n] = A[m × k] · B[k × n].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemmShape {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// C[m × n] = beta·C + A[m × k]·B[k × n] through `matrixmultiply`, split over blocks of rows of
+/// C. `beta = 0` ignores what C held, NaN included.
+pub fn sgemm(shape: GemmShape, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>, par: Par) {
+    let GemmShape { m, k, n } = shape;
+    let MatMut { data: c, ld: ldc } = c;
     if m == 0 || n == 0 {
         return;
     }

@@ -9,7 +9,9 @@
 //! - [`bench`]: the benchmark shapes of DESIGN.md and ready-to-time cases;
 //! - [`rng`]: SplitMix64, the seeded generator of benchmark, test and task data;
 //! - [`reference`]: a plain scalar implementation, generic over f32/f64, that the tests check the
-//!   kernels and finite differences against.
+//!   kernels and finite differences against;
+//! - [`missing_cpu_features`]: the instruction sets this build was compiled for that the CPU it
+//!   runs on lacks, for `main` to check before any kernel runs.
 //!
 //! This is the only crate of the workspace with `unsafe`; every block says why it is sound
 //! (enforced by clippy).
@@ -17,6 +19,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bench;
+mod cpu;
 pub mod gates;
 pub mod gemm;
 pub mod norm;
@@ -26,6 +29,7 @@ pub mod rng;
 pub mod rnn;
 pub mod simd;
 
+pub use cpu::{compiled_features, missing_cpu_features, portable_build_hint};
 pub use gates::Activation;
 pub use par::Par;
 pub use rnn::{Cell, StackShape};

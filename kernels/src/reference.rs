@@ -10,7 +10,7 @@ use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
 
 use crate::gates::Activation;
-use crate::rnn::{Cell, StackShape};
+use crate::rnn::{Cell, OutputGrads, StackShape};
 
 /// A float type the reference runs in.
 pub trait Real:
@@ -189,17 +189,15 @@ pub struct RefGrads<R> {
 }
 
 /// Backward through the last `steps` steps (see [`crate::rnn::backward`]).
-#[allow(clippy::too_many_arguments)]
 pub fn backward<R: Real>(
     shape: StackShape,
     params: &[R],
     x: &[R],
     trace: &Trace<R>,
-    dy: &[R],
-    dh_n: Option<&[R]>,
-    dc_n: Option<&[R]>,
+    loss: OutputGrads<'_, R>,
     steps: usize,
 ) -> RefGrads<R> {
+    let OutputGrads { dy, dh_n, dc_n } = loss;
     let (t, b, h) = (trace.t, trace.b, shape.hidden);
     let (gh, bh, nl) = (shape.cell.gates() * h, b * h, shape.layers);
     let lstm = shape.cell == Cell::Lstm;

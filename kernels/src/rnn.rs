@@ -14,8 +14,10 @@
 
 use std::ops::Range;
 
-use crate::gates::{self, Activation};
-use crate::gemm::{contiguous_spans, gate_spans, gemm, packed_product, sgemm, Mat, PackedB, NR};
+use crate::gates::{self, Activation, LstmBackwardIn, LstmBackwardOut, LstmForwardOut};
+use crate::gemm::{
+    contiguous_spans, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut, PackedB, NR,
+};
 use crate::norm::sum_squares;
 use crate::par::{split_range, Par, SyncPtr};
 use crate::simd::{axpy, LANES};
@@ -127,7 +129,8 @@ impl StackShape {
     }
 }
 
-/// Per-layer buffers, sized once for (shape, T, B).
+/// Per-layer buffers for (shape, T, B). Every buffer has exactly the length its comment gives
+/// for the current T and B (see [`LayerWs::resize`]).
 #[derive(Clone, Debug, Default)]
 struct LayerWs {
     /// LSTM gates `[T][B][4H]`: pre-activations, then activations. Empty for RNN (see `hs`).
@@ -162,7 +165,41 @@ struct LayerWs {
     packed_cols: PackedB,
 }
 
-/// Everything a forward pass keeps for backward; reused across calls of the same (shape, T, B).
+impl LayerWs {
+    /// Sets every buffer's length for `t` steps of batch `b` (layer `l` of `shape`), reusing the
+    /// allocations that are large enough. The packed operands depend on the shape only, except
+    /// `packed_cols`, which `PackedB::pack` sizes for each window and which reuses its
+    /// allocation in the same way.
+    fn resize(&mut self, shape: StackShape, l: usize, t: usize, b: usize) {
+        let (h, gh) = (shape.hidden, shape.cell.gates() * shape.hidden);
+        let lstm_only = |n: usize| if shape.cell == Cell::Lstm { n } else { 0 };
+        set_len(&mut self.gates, lstm_only(t * b * gh));
+        set_len(&mut self.hs, (t + 1) * b * h);
+        set_len(&mut self.cs, lstm_only((t + 1) * b * h));
+        set_len(&mut self.tcs, lstm_only(t * b * h));
+        set_len(&mut self.dgates, t * b * gh);
+        set_len(&mut self.db_rows, b * gh);
+        set_len(&mut self.dh, b * h);
+        set_len(&mut self.dc, lstm_only(b * h));
+        set_len(&mut self.flow_rows, t * b);
+        set_len(&mut self.dx, if l > 0 { t * b * h } else { 0 });
+    }
+}
+
+/// Sets `v` to length `n` without allocating when its capacity suffices. What it held is left
+/// unspecified (every pass writes a buffer before it reads it). A new allocation comes zeroed
+/// from the allocator (`vec!`), not copied and filled: pages that a forward-only workspace never
+/// touches (the gradient buffers) are then never made resident.
+fn set_len<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    if n <= v.capacity() {
+        v.resize(n, T::default());
+    } else {
+        *v = vec![T::default(); n];
+    }
+}
+
+/// Everything a forward pass keeps for backward, for `t` steps of batch `b`; reused across calls,
+/// and re-dimensioned for another window or batch by [`Workspace::resize`].
 #[derive(Clone, Debug)]
 pub struct Workspace {
     shape: StackShape,
@@ -181,29 +218,28 @@ impl Workspace {
             shape.layers > 0 && shape.input > 0 && shape.hidden > 0,
             "a stack needs at least one layer and non-zero input and hidden sizes: {shape:?}"
         );
-        let (h, gh) = (shape.hidden, shape.cell.gates() * shape.hidden);
-        let lstm = shape.cell == Cell::Lstm;
-        let layers = (0..shape.layers)
-            .map(|l| LayerWs {
-                gates: vec![0.0; if lstm { t * b * gh } else { 0 }],
-                hs: vec![0.0; (t + 1) * b * h],
-                cs: vec![0.0; if lstm { (t + 1) * b * h } else { 0 }],
-                tcs: vec![0.0; if lstm { t * b * h } else { 0 }],
-                dgates: vec![0.0; t * b * gh],
-                db_rows: vec![0.0; b * gh],
-                dh: vec![0.0; b * h],
-                dc: vec![0.0; if lstm { b * h } else { 0 }],
-                flow_rows: vec![0.0; t * b],
-                dx: vec![0.0; if l > 0 { t * b * h } else { 0 }],
-                ..LayerWs::default()
-            })
-            .collect();
-        Workspace {
+        let mut ws = Workspace {
             shape,
             t,
             b,
-            layers,
+            layers: vec![LayerWs::default(); shape.layers],
+        };
+        ws.resize(t, b);
+        ws
+    }
+
+    /// Re-dimensions the workspace for `t` steps of batch `b`, keeping the shape.
+    ///
+    /// Nothing is allocated when every buffer fits in what it held before (a smaller size keeps
+    /// the memory of the larger one): a workspace made by `Workspace::new(shape, t_max, b_max)`
+    /// serves every `t <= t_max`, `b <= b_max` without allocating, from the first `backward` at
+    /// the largest window on. What the buffers held is unspecified until the next [`forward`].
+    pub fn resize(&mut self, t: usize, b: usize) {
+        let shape = self.shape;
+        for (l, lw) in self.layers.iter_mut().enumerate() {
+            lw.resize(shape, l, t, b);
         }
+        (self.t, self.b) = (t, b);
     }
 
     /// The shape this workspace was sized for.
@@ -222,7 +258,7 @@ impl Workspace {
     /// Output of the last forward pass, `[T][B][H]` (the top layer's h_t).
     pub fn output(&self) -> &[f32] {
         let bh = self.b * self.shape.hidden;
-        &self.layers[self.shape.layers - 1].hs[bh..]
+        &self.layers[self.shape.layers - 1].hs[bh..(self.t + 1) * bh]
     }
 
     /// Final hidden state of layer `l`, `[B][H]`.
@@ -236,31 +272,81 @@ impl Workspace {
     }
 
     /// Hidden state of layer `l` after `s` steps (`s = 0`: the initial state), `[B][H]`.
+    ///
+    /// # Panics
+    /// If `s > T`.
     pub fn h_at(&self, l: usize, s: usize) -> &[f32] {
+        self.check_step(s);
         let bh = self.b * self.shape.hidden;
         &self.layers[l].hs[s * bh..(s + 1) * bh]
     }
 
     /// Cell state of layer `l` after `s` steps, `[B][H]` (empty for an RNN).
+    ///
+    /// # Panics
+    /// If `s > T`.
     pub fn c_at(&self, l: usize, s: usize) -> &[f32] {
+        self.check_step(s);
         let bh = self.b * self.shape.hidden;
-        self.layers[l].cs.get(s * bh..(s + 1) * bh).unwrap_or(&[])
+        match self.shape.cell {
+            Cell::Lstm => &self.layers[l].cs[s * bh..(s + 1) * bh],
+            Cell::Rnn(_) => &[],
+        }
+    }
+
+    fn check_step(&self, s: usize) {
+        assert!(
+            s <= self.t,
+            "step {s} is past the window: this workspace holds states 0..={}",
+            self.t
+        );
     }
 
     /// Every layer's state after `s` steps, `[L][B][H]` each (`c` empty for an RNN).
     pub fn state(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
-        let layers = 0..self.shape.layers;
-        let h = layers
-            .clone()
-            .flat_map(|l| self.h_at(l, s).to_vec())
-            .collect();
-        let c = layers.flat_map(|l| self.c_at(l, s).to_vec()).collect();
+        let lbh = self.shape.layers * self.b * self.shape.hidden;
+        let mut h = vec![0.0; lbh];
+        let mut c = vec![
+            0.0;
+            if self.shape.cell == Cell::Lstm {
+                lbh
+            } else {
+                0
+            }
+        ];
+        self.state_into(s, &mut h, &mut c);
         (h, c)
+    }
+
+    /// Copies every layer's state after `s` steps into `h` and `c`, `[L][B][H]` each (`c` empty
+    /// for an RNN): [`Workspace::state`] without allocating.
+    ///
+    /// # Panics
+    /// If `s > T` or a buffer has another length.
+    pub fn state_into(&self, s: usize, h: &mut [f32], c: &mut [f32]) {
+        let (bh, layers) = (self.b * self.shape.hidden, self.shape.layers);
+        let lstm = self.shape.cell == Cell::Lstm;
+        assert_eq!(h.len(), layers * bh, "state_into: h must be [L][B][H]");
+        assert_eq!(
+            c.len(),
+            if lstm { layers * bh } else { 0 },
+            "state_into: c must be [L][B][H] for an LSTM, empty for an RNN"
+        );
+        for l in 0..layers {
+            h[l * bh..][..bh].copy_from_slice(self.h_at(l, s));
+            if lstm {
+                c[l * bh..][..bh].copy_from_slice(self.c_at(l, s));
+            }
+        }
     }
 
     /// LSTM gate activations of layer `l` in the last forward, `[T][B][4H]` (empty for an RNN).
     pub fn gates(&self, l: usize) -> &[f32] {
-        &self.layers[l].gates
+        let n = match self.shape.cell {
+            Cell::Lstm => self.t * self.b * 4 * self.shape.hidden,
+            Cell::Rnn(_) => 0,
+        };
+        &self.layers[l].gates[..n]
     }
 }
 
@@ -277,6 +363,17 @@ pub struct Grads<'a> {
     pub dc0: &'a mut [f32],
     /// ‖∂L/∂h_t‖ per layer and step, `[L][T]` (layer-major); zero before the window.
     pub flow: &'a mut [f32],
+}
+
+/// The loss gradients of what [`forward`] produced, which [`backward`] propagates: `dy` of the
+/// output `[T][B][H]`, `dh_n` and `dc_n` of the final states `[L][B][H]` (zeros when `None`;
+/// `dc_n` LSTM only). Generic over the float type so that [`crate::reference::backward`] takes
+/// the same at f64.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputGrads<'a, R = f32> {
+    pub dy: &'a [R],
+    pub dh_n: Option<&'a [R]>,
+    pub dc_n: Option<&'a [R]>,
 }
 
 /// Rows `rows` of step `t` of a `[..][B][w]` buffer.
@@ -325,9 +422,30 @@ pub fn forward(
     for l in 0..shape.layers {
         let (below, rest) = ws.layers.split_at_mut(l);
         let input = below.last().map_or(x, |prev| &prev.hs[bh..]);
+        let pass = LayerPass {
+            shape,
+            l,
+            params,
+            x: input,
+            t,
+            b,
+        };
         let (h0, c0) = (layer_state(h0, l, bh), layer_state(c0, l, bh));
-        layer_forward(shape, l, params, input, h0, c0, &mut rest[0], t, b, par);
+        layer_forward(pass, h0, c0, &mut rest[0], par);
     }
+}
+
+/// One layer's part of a pass: layer `l` of `shape`, the stack's flat parameters, and the
+/// layer's input `x` (`[T][B][I_l]`: the stack's input or the output of the layer below) over
+/// `t` steps of batch `b`.
+#[derive(Clone, Copy)]
+struct LayerPass<'a> {
+    shape: StackShape,
+    l: usize,
+    params: &'a [f32],
+    x: &'a [f32],
+    t: usize,
+    b: usize,
 }
 
 /// Layer `l`'s `[B][H]` part of an `[L][B][H]` state.
@@ -346,19 +464,21 @@ fn check_state(what: &str, s: Option<&[f32]>, len: usize) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn layer_forward(
-    shape: StackShape,
-    l: usize,
-    params: &[f32],
-    x: &[f32],
+    pass: LayerPass<'_>,
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
     lw: &mut LayerWs,
-    t: usize,
-    b: usize,
     par: Par,
 ) {
+    let LayerPass {
+        shape,
+        l,
+        params,
+        x,
+        t,
+        b,
+    } = pass;
     let (h, i) = (shape.hidden, shape.layer_input(l));
     let (gh, bh) = (shape.cell.gates() * h, b * h);
     let r = shape.layer_ranges(l);
@@ -374,15 +494,27 @@ fn layer_forward(
         Cell::Lstm => &mut lw.gates,
         Cell::Rnn(_) => &mut lw.hs[bh..],
     };
-    lw.packed_ih.pack(i, contiguous_spans(gh), w_ih, 1, i, par);
-    gemm(t * b, Mat::rows(x, i), &lw.packed_ih, pre, gh, false, par);
+    lw.packed_ih
+        .pack(i, contiguous_spans(gh), Mat::transposed(w_ih, i), par);
+    gemm(
+        t * b,
+        Mat::rows(x, i),
+        &lw.packed_ih,
+        MatMut::rows(pre, gh),
+        false,
+        par,
+    );
     lw.bias.clear();
     lw.bias.extend(b_ih.iter().zip(b_hh).map(|(p, q)| p + q));
 
     // W_hhᵀ packed once for all steps; an LSTM panel holds the four gates of 16 units.
     match shape.cell {
-        Cell::Lstm => lw.packed_fwd.pack(h, gate_spans(h), w_hh, 1, h, par),
-        Cell::Rnn(_) => lw.packed_fwd.pack(h, contiguous_spans(h), w_hh, 1, h, par),
+        Cell::Lstm => lw
+            .packed_fwd
+            .pack(h, gate_spans(h), Mat::transposed(w_hh, h), par),
+        Cell::Rnn(_) => lw
+            .packed_fwd
+            .pack(h, contiguous_spans(h), Mat::transposed(w_hh, h), par),
     }
     let (packed, bias) = (&lw.packed_fwd, &lw.bias[..]);
     let (hs, cs) = (SyncPtr(lw.hs.as_mut_ptr()), SyncPtr(lw.cs.as_mut_ptr()));
@@ -414,22 +546,17 @@ fn layer_forward(
                         rows.len(),
                         Mat::rows(a, h),
                         packed,
-                        g,
-                        gh,
+                        MatMut::rows(g, gh),
                         true,
                         |g, p, r0, mr| {
                             let units = p * LANES..((p + 1) * LANES).min(h);
-                            gates::lstm_forward_units(
-                                &mut g[r0 * gh..],
-                                bias,
-                                &c_prev[r0 * h..],
-                                &mut c_new[r0 * h..],
-                                &mut tc[r0 * h..],
-                                &mut h_new[r0 * h..],
-                                h,
-                                mr,
-                                units,
-                            );
+                            let out = LstmForwardOut {
+                                gates: &mut g[r0 * gh..],
+                                c: &mut c_new[r0 * h..],
+                                tc: &mut tc[r0 * h..],
+                                h: &mut h_new[r0 * h..],
+                            };
+                            gates::lstm_forward_units(out, bias, &c_prev[r0 * h..], h, mr, units);
                         },
                     );
                 }
@@ -438,8 +565,7 @@ fn layer_forward(
                         rows.len(),
                         Mat::rows(a, h),
                         packed,
-                        h_new,
-                        h,
+                        MatMut::rows(h_new, h),
                         true,
                         |c, p, r0, mr| {
                             let units = p * NR..((p + 1) * NR).min(h);
@@ -461,21 +587,19 @@ fn layer_forward(
 
 /// Backward (BPTT) through the last `steps` steps of the sequence of the preceding [`forward`].
 ///
-/// `dy` is the loss gradient of the output `[T][B][H]`; `dh_n`, `dc_n` (`[L][B][H]`, zeros when
-/// `None`) those of the final states. With `steps >= T` this is full BPTT; with fewer, gradients
-/// stop at step `T - steps` (truncated BPTT): earlier `dx` rows, `dh0` and `dc0` are zero.
-#[allow(clippy::too_many_arguments)]
+/// `loss` holds the loss gradients of the output and of the final states. With `steps >= T` this
+/// is full BPTT; with fewer, gradients stop at step `T - steps` (truncated BPTT): earlier `dx`
+/// rows, `dh0` and `dc0` are zero.
 pub fn backward(
     params: &[f32],
     x: &[f32],
-    dy: &[f32],
-    dh_n: Option<&[f32]>,
-    dc_n: Option<&[f32]>,
+    loss: OutputGrads<'_>,
     steps: usize,
     ws: &mut Workspace,
     out: Grads<'_>,
     par: Par,
 ) {
+    let OutputGrads { dy, dh_n, dc_n } = loss;
     let (shape, t, b) = (ws.shape, ws.t, ws.b);
     let (bh, l_n) = (b * shape.hidden, shape.layers);
     let lstm = shape.cell == Cell::Lstm;
@@ -523,46 +647,71 @@ pub fn backward(
         } else {
             &mut []
         };
-        layer_backward(
+        let pass = LayerPass {
             shape,
             l,
             params,
-            input,
-            dy_l,
-            (layer_state(dh_n, l, bh), layer_state(dc_n, l, bh)),
-            t0,
-            cur,
-            (
-                &mut out.params[r.w_ih.start..r.b_hh.end],
-                dx,
-                &mut out.dh0[l * bh..][..bh],
-                dc0,
-            ),
-            &mut out.flow[l * t..][..t],
-            (t, b),
-            par,
-        );
+            x: input,
+            t,
+            b,
+        };
+        let loss_l = OutputGrads {
+            dy: dy_l,
+            dh_n: layer_state(dh_n, l, bh),
+            dc_n: layer_state(dc_n, l, bh),
+        };
+        let grads_l = LayerGrads {
+            params: &mut out.params[r.w_ih.start..r.b_hh.end],
+            dx,
+            dh0: &mut out.dh0[l * bh..][..bh],
+            dc0,
+            flow: &mut out.flow[l * t..][..t],
+        };
+        layer_backward(pass, loss_l, t0, cur, grads_l, par);
         cur.dx = dx_l;
     }
 }
 
-type LayerGrads<'a> = (&'a mut [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+/// Layer `l`'s part of [`Grads`].
+struct LayerGrads<'a> {
+    /// The layer's `w_ih`, `w_hh`, `b_ih`, `b_hh` gradients, in that order.
+    params: &'a mut [f32],
+    /// `[T][B][I_l]`, or empty: not computed.
+    dx: &'a mut [f32],
+    /// `[B][H]`.
+    dh0: &'a mut [f32],
+    /// `[B][H]` for LSTM, empty for RNN.
+    dc0: &'a mut [f32],
+    /// `[T]`.
+    flow: &'a mut [f32],
+}
 
-#[allow(clippy::too_many_arguments)]
+/// Backward of layer `l` through steps `t0..T`; `loss` holds the loss gradients of the layer's
+/// output `[T][B][H]` and final states `[B][H]`.
 fn layer_backward(
-    shape: StackShape,
-    l: usize,
-    params: &[f32],
-    x: &[f32],
-    dy: &[f32],
-    (dh_n, dc_n): (Option<&[f32]>, Option<&[f32]>),
+    pass: LayerPass<'_>,
+    loss: OutputGrads<'_>,
     t0: usize,
     lw: &mut LayerWs,
-    (grads, dx, dh0, dc0): LayerGrads<'_>,
-    flow: &mut [f32],
-    (t, b): (usize, usize),
+    out: LayerGrads<'_>,
     par: Par,
 ) {
+    let LayerPass {
+        shape,
+        l,
+        params,
+        x,
+        t,
+        b,
+    } = pass;
+    let OutputGrads { dy, dh_n, dc_n } = loss;
+    let LayerGrads {
+        params: grads,
+        dx,
+        dh0,
+        dc0,
+        flow,
+    } = out;
     let (h, i) = (shape.hidden, shape.layer_input(l));
     let (gh, bh) = (shape.cell.gates() * h, b * h);
     let lstm = shape.cell == Cell::Lstm;
@@ -573,7 +722,8 @@ fn layer_backward(
         copy_or_zero(&mut lw.dc, dc_n);
     }
     // W_hh as the [G·H][H] right operand of dh_{t-1} = dG_t · W_hh.
-    lw.packed_bwd.pack(gh, contiguous_spans(h), w_hh, h, 1, par);
+    lw.packed_bwd
+        .pack(gh, contiguous_spans(h), Mat::rows(w_hh, h), par);
 
     let packed = &lw.packed_bwd;
     let (dhp, dcp) = (SyncPtr(lw.dh.as_mut_ptr()), SyncPtr(lw.dc.as_mut_ptr()));
@@ -615,13 +765,18 @@ fn layer_backward(
                 let dgr = &mut dg[ri * gh..][..gh];
                 match shape.cell {
                     Cell::Lstm => {
-                        let (g, c_prev, tc) = (
-                            &gates[at * gh..][..gh],
-                            &cs[at * h..][..h],
-                            &tcs[at * h..][..h],
-                        );
-                        let dcr = &mut dc[ri * h..][..h];
-                        gates::lstm_backward_units(g, c_prev, tc, dyr, dhr, dcr, dgr, h, 0..h);
+                        let inputs = LstmBackwardIn {
+                            gates: &gates[at * gh..][..gh],
+                            c_prev: &cs[at * h..][..h],
+                            tc: &tcs[at * h..][..h],
+                            dy: dyr,
+                        };
+                        let out = LstmBackwardOut {
+                            dh: &mut *dhr,
+                            dc: &mut dc[ri * h..][..h],
+                            dgates: &mut *dgr,
+                        };
+                        gates::lstm_backward_units(inputs, out, h, 0..h);
                     }
                     Cell::Rnn(act) => gates::rnn_backward_units(
                         act,
@@ -638,7 +793,8 @@ fn layer_backward(
             }
             if step > t0 || t0 == 0 {
                 let a = Mat::rows(dg, gh);
-                packed_product(rows.len(), a, packed, dh, h, false, |_, _, _, _| {});
+                let c = MatMut::rows(&mut *dh, h);
+                packed_product(rows.len(), a, packed, c, false, |_, _, _, _| {});
             }
         }
     });
@@ -680,33 +836,49 @@ fn layer_backward(
     let dg_t = Mat::transposed(dg, gh);
     let xs = &x[t0 * b * i..];
     if i < NARROW {
-        sgemm(gh, n, i, dg_t, Mat::rows(xs, i), 0.0, gw_ih, i, par);
+        let dims = GemmShape { m: gh, k: n, n: i };
+        sgemm(
+            dims,
+            dg_t,
+            Mat::rows(xs, i),
+            0.0,
+            MatMut::rows(gw_ih, i),
+            par,
+        );
     } else {
-        lw.packed_cols.pack(n, contiguous_spans(i), xs, i, 1, par);
-        gemm(gh, dg_t, &lw.packed_cols, gw_ih, i, false, par);
+        lw.packed_cols
+            .pack(n, contiguous_spans(i), Mat::rows(xs, i), par);
+        gemm(
+            gh,
+            dg_t,
+            &lw.packed_cols,
+            MatMut::rows(gw_ih, i),
+            false,
+            par,
+        );
     }
-    lw.packed_cols
-        .pack(n, contiguous_spans(h), &lw.hs[t0 * bh..], h, 1, par);
-    gemm(gh, dg_t, &lw.packed_cols, gw_hh, h, false, par);
+    let hs_prev = Mat::rows(&lw.hs[t0 * bh..], h);
+    lw.packed_cols.pack(n, contiguous_spans(h), hs_prev, par);
+    gemm(
+        gh,
+        dg_t,
+        &lw.packed_cols,
+        MatMut::rows(gw_hh, h),
+        false,
+        par,
+    );
     if dx.is_empty() {
         return;
     }
     let dxs = &mut dx[t0 * b * i..];
+    let (dg, dxs) = (Mat::rows(dg, gh), MatMut::rows(dxs, i));
     if i < NARROW {
-        sgemm(
-            n,
-            gh,
-            i,
-            Mat::rows(dg, gh),
-            Mat::rows(w_ih, i),
-            0.0,
-            dxs,
-            i,
-            par,
-        );
+        let dims = GemmShape { m: n, k: gh, n: i };
+        sgemm(dims, dg, Mat::rows(w_ih, i), 0.0, dxs, par);
     } else {
-        lw.packed_ih.pack(gh, contiguous_spans(i), w_ih, i, 1, par);
-        gemm(n, Mat::rows(dg, gh), &lw.packed_ih, dxs, i, false, par);
+        lw.packed_ih
+            .pack(gh, contiguous_spans(i), Mat::rows(w_ih, i), par);
+        gemm(n, dg, &lw.packed_ih, dxs, false, par);
     }
 }
 

@@ -6,7 +6,8 @@ mod common;
 
 use common::Rng;
 use gradlab_kernels::gemm::{
-    contiguous_spans, gate_spans, gemm, packed_product, sgemm, Mat, PackedB, LANES,
+    contiguous_spans, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut, PackedB,
+    LANES,
 };
 use gradlab_kernels::Par;
 
@@ -60,17 +61,19 @@ fn packed_product_matches_naive_for_both_source_layouts() {
                     .zip(&c0)
                     .map(|(w, &c)| w + f64::from(c))
                     .collect();
-                for (label, src, rs_k, cs_n) in
-                    [("N x K source", &bt, 1, k), ("K x N source", &b, n, 1)]
-                {
+                for (label, src) in [
+                    ("N x K source", Mat::transposed(&bt, k)),
+                    ("K x N source", Mat::rows(&b, n)),
+                ] {
                     let mut pb = PackedB::default();
-                    pb.pack(k, contiguous_spans(n), src, rs_k, cs_n, Par::Seq);
+                    pb.pack(k, contiguous_spans(n), src, Par::Seq);
                     {
                         let what = format!("{label} rows={rows} k={k} n={n}");
                         let mut c = c0.clone();
                         let mut tiles = 0;
                         let am = Mat::rows(&a, k);
-                        packed_product(rows, am, &pb, &mut c, n, false, |_, _, _, mr| tiles += mr);
+                        let cm = MatMut::rows(&mut c, n);
+                        packed_product(rows, am, &pb, cm, false, |_, _, _, mr| tiles += mr);
                         assert_close(&what, &c, &want, k, k as f64);
                         let tiles_want = rows * n.div_ceil(64);
                         assert_eq!(
@@ -79,7 +82,8 @@ fn packed_product_matches_naive_for_both_source_layouts() {
                         );
                         // Accumulating adds to what C held.
                         let mut c = c0.clone();
-                        packed_product(rows, am, &pb, &mut c, n, true, |_, _, _, _| {});
+                        let cm = MatMut::rows(&mut c, n);
+                        packed_product(rows, am, &pb, cm, true, |_, _, _, _| {});
                         assert_close(
                             &format!("{what} accumulate"),
                             &c,
@@ -102,7 +106,7 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
         let (a, bt) = (rng.vec_f32(rows * k, 1.0), rng.vec_f32(n * k, 1.0));
         let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
         let mut pb = PackedB::default();
-        pb.pack(k, gate_spans(h), &bt, 1, k, Par::Seq);
+        pb.pack(k, gate_spans(h), Mat::transposed(&bt, k), Par::Seq);
         assert_eq!(pb.panels(), h.div_ceil(LANES));
         for p in 0..pb.panels() {
             let units: Vec<usize> = pb.spans(p).iter().map(|s| s.start % h).collect();
@@ -112,15 +116,8 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
             );
         }
         let mut c = vec![f32::NAN; rows * n];
-        packed_product(
-            rows,
-            Mat::rows(&a, k),
-            &pb,
-            &mut c,
-            n,
-            false,
-            |_, _, _, _| {},
-        );
+        let cm = MatMut::rows(&mut c, n);
+        packed_product(rows, Mat::rows(&a, k), &pb, cm, false, |_, _, _, _| {});
         assert_close(&format!("gate layout h={h}"), &c, &want, k, k as f64);
     }
 }
@@ -138,10 +135,11 @@ fn gemm_and_sgemm_match_naive_with_transposed_operands() {
                 let at: Vec<f32> = (0..k * m).map(|e| a[(e % m) * k + e / m]).collect();
                 let want = naive(m, k, n, |i, p| a[i * k + p], |p, j| b[p * n + j]);
                 let mut pb = PackedB::default();
-                pb.pack(k, contiguous_spans(n), &b, n, 1, Par::Seq);
+                pb.pack(k, contiguous_spans(n), Mat::rows(&b, n), Par::Seq);
                 for (label, am) in [("A", Mat::rows(&a, k)), ("Aᵀ", Mat::transposed(&at, m))] {
                     let mut c = vec![f32::NAN; m * n];
-                    sgemm(m, k, n, am, Mat::rows(&b, n), 0.0, &mut c, n, Par::Seq);
+                    let (dims, cm) = (GemmShape { m, k, n }, MatMut::rows(&mut c, n));
+                    sgemm(dims, am, Mat::rows(&b, n), 0.0, cm, Par::Seq);
                     assert_close(
                         &format!("sgemm {label} m={m} k={k} n={n}"),
                         &c,
@@ -151,7 +149,7 @@ fn gemm_and_sgemm_match_naive_with_transposed_operands() {
                     );
                     for par in [Par::Seq, Par::rayon(3)] {
                         let mut c = vec![f32::NAN; m * n];
-                        gemm(m, am, &pb, &mut c, n, false, par);
+                        gemm(m, am, &pb, MatMut::rows(&mut c, n), false, par);
                         assert_close(
                             &format!("gemm {label} {par:?} m={m} k={k} n={n}"),
                             &c,
@@ -176,21 +174,19 @@ fn gemm_and_sgemm_are_bit_identical_for_any_thread_count() {
     let mut rng = Rng::new(1);
     let (a, b) = (rng.vec_f32(m * k, 1.0), rng.vec_f32(k * n, 1.0));
     let mut pb = PackedB::default();
-    pb.pack(k, contiguous_spans(n), &b, n, 1, Par::Seq);
+    pb.pack(k, contiguous_spans(n), Mat::rows(&b, n), Par::Seq);
     let run = |par: Par| {
         let (mut c1, mut c2) = (vec![0.0; m * n], vec![0.0; m * n]);
+        let (am, bm) = (Mat::rows(&a, k), Mat::rows(&b, n));
         sgemm(
-            m,
-            k,
-            n,
-            Mat::rows(&a, k),
-            Mat::rows(&b, n),
+            GemmShape { m, k, n },
+            am,
+            bm,
             0.0,
-            &mut c1,
-            n,
+            MatMut::rows(&mut c1, n),
             par,
         );
-        gemm(m, Mat::rows(&a, k), &pb, &mut c2, n, false, par);
+        gemm(m, am, &pb, MatMut::rows(&mut c2, n), false, par);
         [c1, c2].map(|c| c.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
     };
     let seq = run(Par::Seq);

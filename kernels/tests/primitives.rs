@@ -4,7 +4,7 @@
 mod common;
 
 use common::Rng;
-use gradlab_kernels::gates::{self, Activation};
+use gradlab_kernels::gates::{self, Activation, LstmBackwardIn, LstmBackwardOut, LstmForwardOut};
 use gradlab_kernels::norm::{self, clip_global_norm, clip_value, clip_value_scalar, global_norm};
 use gradlab_kernels::simd::{self, LANES};
 
@@ -215,6 +215,17 @@ fn blas1_kernels_equal_their_scalar_twins() {
 /// LSTM forward state: gates, c, tanh(c), h.
 type LstmState = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
 
+fn forward_out((gates, c, tc, h): &mut LstmState) -> LstmForwardOut<'_> {
+    LstmForwardOut { gates, c, tc, h }
+}
+
+/// LSTM backward state: dh, dc, dgates.
+type LstmGrads = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn backward_out((dh, dc, dgates): &mut LstmGrads) -> LstmBackwardOut<'_> {
+    LstmBackwardOut { dh, dc, dgates }
+}
+
 fn lstm_forward_both(
     pre: &[f32],
     bias: &[f32],
@@ -229,20 +240,8 @@ fn lstm_forward_both(
         (pre.to_vec(), zeros.clone(), zeros.clone(), zeros),
     ];
     let [v, s] = &mut out;
-    gates::lstm_forward_units(
-        &mut v.0,
-        bias,
-        c_prev,
-        &mut v.1,
-        &mut v.2,
-        &mut v.3,
-        h,
-        rows,
-        units.clone(),
-    );
-    gates::lstm_forward_units_scalar(
-        &mut s.0, bias, c_prev, &mut s.1, &mut s.2, &mut s.3, h, rows, units,
-    );
+    gates::lstm_forward_units(forward_out(v), bias, c_prev, h, rows, units.clone());
+    gates::lstm_forward_units_scalar(forward_out(s), bias, c_prev, h, rows, units);
     out
 }
 
@@ -298,31 +297,16 @@ fn gate_kernels_equal_their_scalar_twins() {
                 rng.vec_f32(h, 1.0),
                 rng.vec_f32(h, 1.0),
             );
-            let mut b1 = (dh.clone(), dc.clone(), vec![0.0; 4 * h]);
+            let mut b1: LstmGrads = (dh.clone(), dc.clone(), vec![0.0; 4 * h]);
             let mut b2 = b1.clone();
-            let (g, tc) = (&fwd.0, &fwd.2);
-            gates::lstm_backward_units(
-                g,
-                &c_prev,
-                tc,
-                &dy,
-                &mut b1.0,
-                &mut b1.1,
-                &mut b1.2,
-                h,
-                units.clone(),
-            );
-            gates::lstm_backward_units_scalar(
-                g,
-                &c_prev,
-                tc,
-                &dy,
-                &mut b2.0,
-                &mut b2.1,
-                &mut b2.2,
-                h,
-                units.clone(),
-            );
+            let inputs = LstmBackwardIn {
+                gates: &fwd.0,
+                c_prev: &c_prev,
+                tc: &fwd.2,
+                dy: &dy,
+            };
+            gates::lstm_backward_units(inputs, backward_out(&mut b1), h, units.clone());
+            gates::lstm_backward_units_scalar(inputs, backward_out(&mut b2), h, units.clone());
             let same =
                 same_bits(&b1.0, &b2.0) && same_bits(&b1.1, &b2.1) && same_bits(&b1.2, &b2.2);
             assert!(same, "lstm backward H={h} {units:?}");

@@ -3,8 +3,9 @@
 
 mod common;
 
-use common::{rel_err, run_kernels, Outputs, Problem};
+use common::{rel_err, run_kernels, run_kernels_in, Outputs, Problem};
 use gradlab_kernels::reference::{self, Trace};
+use gradlab_kernels::rnn::{OutputGrads, Workspace};
 use gradlab_kernels::{Activation, Cell, Par, StackShape};
 
 const CELLS: [Cell; 3] = [
@@ -79,16 +80,12 @@ fn finite_diff(p: &Problem, which: usize) -> Vec<f64> {
 
 fn ref_backward(p: &Problem, steps: usize) -> (Trace<f64>, reference::RefGrads<f64>) {
     let tr = ref_forward(p, &p.params, &p.x, p.h0.as_deref(), p.c0.as_deref());
-    let g = reference::backward(
-        p.shape,
-        &p.params,
-        &p.x,
-        &tr,
-        &p.dy,
-        p.dh_n.as_deref(),
-        p.dc_n.as_deref(),
-        steps,
-    );
+    let loss = OutputGrads {
+        dy: &p.dy[..],
+        dh_n: p.dh_n.as_deref(),
+        dc_n: p.dc_n.as_deref(),
+    };
+    let g = reference::backward(p.shape, &p.params, &p.x, &tr, loss, steps);
     (tr, g)
 }
 
@@ -281,4 +278,89 @@ fn a_diverging_input_gives_nan_not_a_panic() {
     p.x[0] = f64::NAN;
     let k = run_kernels(&p, usize::MAX, Par::Seq);
     assert!(k.y.iter().any(|v| v.is_nan()) && k.grads.iter().any(|v| v.is_nan()));
+}
+
+/// Every state, LSTM gate activation and the output a workspace holds after a pass, as bits.
+fn held(ws: &Workspace) -> Vec<Vec<u32>> {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let mut all = vec![bits(ws.output())];
+    for s in 0..=ws.steps() {
+        let (h, c) = ws.state(s);
+        all.extend([bits(&h), bits(&c)]);
+    }
+    all.extend((0..ws.shape().layers).map(|l| bits(ws.gates(l))));
+    all
+}
+
+#[test]
+fn a_resized_workspace_gives_the_results_of_a_fresh_one() {
+    // Buffers keep what the larger size wrote when shrunk: every pass must write before it reads.
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm] {
+        for layers in [1, 2] {
+            for par in [Par::Seq, Par::rayon(2)] {
+                let s = shape(cell, 5, 19, layers);
+                let mut ws = Workspace::new(s, 6, 5);
+                run_kernels_in(&mut ws, &Problem::new(s, 6, 5, true, 1), usize::MAX, par);
+                // Smaller, the same, larger in T and B, larger in one only, then back down.
+                for (t, b) in [(3, 2), (6, 5), (9, 7), (2, 9), (11, 1), (4, 3)] {
+                    for steps in [usize::MAX, t - 1] {
+                        let label = format!("{cell:?} L={layers} {par:?} T={t} B={b} k={steps}");
+                        let p = Problem::new(s, t, b, true, (t * 10 + b) as u64);
+                        ws.resize(t, b);
+                        assert_eq!((ws.steps(), ws.batch()), (t, b), "{label}");
+                        let got = run_kernels_in(&mut ws, &p, steps, par);
+                        let mut fresh = Workspace::new(s, t, b);
+                        let want = run_kernels_in(&mut fresh, &p, steps, par);
+                        assert_eq!(got.bits(), want.bits(), "{label}: outputs or gradients");
+                        assert_eq!(held(&ws), held(&fresh), "{label}: states or gates");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn state_into_copies_what_state_returns() {
+    for cell in [Cell::Rnn(Activation::Relu), Cell::Lstm] {
+        for layers in [1, 2] {
+            let p = Problem::new(shape(cell, 4, 21, layers), 5, 3, true, 7);
+            let mut ws = Workspace::new(p.shape, p.t, p.b);
+            run_kernels_in(&mut ws, &p, usize::MAX, Par::Seq);
+            let (h_len, c_len) = (ws.state(0).0.len(), ws.state(0).1.len());
+            assert_eq!(c_len, if cell == Cell::Lstm { h_len } else { 0 });
+            for s in 0..=p.t {
+                let (mut h, mut c) = (vec![f32::NAN; h_len], vec![f32::NAN; c_len]);
+                ws.state_into(s, &mut h, &mut c);
+                let (h_want, c_want) = ws.state(s);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&h),
+                    bits(&h_want),
+                    "{cell:?} L={layers} h after {s} steps"
+                );
+                assert_eq!(
+                    bits(&c),
+                    bits(&c_want),
+                    "{cell:?} L={layers} c after {s} steps"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "step 6 is past the window")]
+fn a_shrunk_workspace_refuses_steps_past_its_window() {
+    // The buffers still hold step 6 of the longer window; returning it would be stale state.
+    let s = shape(Cell::Lstm, 3, 8, 1);
+    let mut ws = Workspace::new(s, 8, 2);
+    run_kernels_in(
+        &mut ws,
+        &Problem::new(s, 8, 2, false, 3),
+        usize::MAX,
+        Par::Seq,
+    );
+    ws.resize(4, 2);
+    ws.c_at(0, 6);
 }

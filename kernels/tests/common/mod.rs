@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use gradlab_kernels::bench::SplitMix64;
-use gradlab_kernels::rnn::{self, Grads, Workspace};
+use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
 use gradlab_kernels::{Cell, Par, StackShape};
 
 /// Seeded test data on top of the kernels' own generator.
@@ -109,14 +109,19 @@ impl Outputs {
     }
 }
 
-/// Runs the f32 kernels on `p` (forward, then backward over the last `steps` steps).
+/// Runs the f32 kernels on `p` (forward, then backward over the last `steps` steps) in a fresh
+/// workspace.
 pub fn run_kernels(p: &Problem, steps: usize, par: Par) -> Outputs {
+    run_kernels_in(&mut Workspace::new(p.shape, p.t, p.b), p, steps, par)
+}
+
+/// [`run_kernels`] in `ws`, which must be dimensioned for `p`.
+pub fn run_kernels_in(ws: &mut Workspace, p: &Problem, steps: usize, par: Par) -> Outputs {
     let s = p.shape;
-    let mut ws = Workspace::new(s, p.t, p.b);
     let (params, x) = (narrow(&p.params), narrow(&p.x));
     let (h0, c0) = (p.h0.as_deref().map(narrow), p.c0.as_deref().map(narrow));
     let (dh_n, dc_n) = (p.dh_n.as_deref().map(narrow), p.dc_n.as_deref().map(narrow));
-    rnn::forward(&params, &x, h0.as_deref(), c0.as_deref(), &mut ws, par);
+    rnn::forward(&params, &x, h0.as_deref(), c0.as_deref(), ws, par);
     let y = widen(ws.output());
     let (h_n, c_n) = ws.state(p.t);
     let (h_n, c_n) = (widen(&h_n), widen(&c_n));
@@ -134,17 +139,12 @@ pub fn run_kernels(p: &Problem, steps: usize, par: Par) -> Outputs {
         dc0: &mut dc0,
         flow: &mut flow,
     };
-    rnn::backward(
-        &params,
-        &x,
-        &dy,
-        dh_n.as_deref(),
-        dc_n.as_deref(),
-        steps,
-        &mut ws,
-        out,
-        par,
-    );
+    let loss = OutputGrads {
+        dy: &dy,
+        dh_n: dh_n.as_deref(),
+        dc_n: dc_n.as_deref(),
+    };
+    rnn::backward(&params, &x, loss, steps, ws, out, par);
     Outputs {
         y,
         h_n,

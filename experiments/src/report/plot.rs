@@ -9,7 +9,23 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::store;
+/// A chart that could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot draw {path}: {message}")]
+pub struct PlotError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// What plotters or the PNG encoder said went wrong.
+#[derive(Debug)]
+struct DrawError(String);
+
+impl DrawError {
+    fn from(e: impl std::fmt::Display) -> Self {
+        DrawError(e.to_string())
+    }
+}
 
 /// One line: a label, its points, and a band (x, low, high) drawn behind it.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,36 +92,37 @@ fn register_font() {
 }
 
 /// Draws `chart` into `dir` as SVG and PNG; returns their paths.
-pub fn draw(chart: &Chart, dir: &Path) -> Result<Vec<PathBuf>, (PathBuf, String)> {
+pub fn draw(chart: &Chart, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
     let svg_path = dir.join(format!("{}.svg", chart.file));
     let png_path = dir.join(format!("{}.png", chart.file));
     let fail = |path: &Path| {
         let path = path.to_path_buf();
-        move |e: String| (path, e)
+        move |e: DrawError| PlotError { path, message: e.0 }
     };
 
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         render(chart, &root).map_err(fail(&svg_path))?;
-        root.present().map_err(|e| fail(&svg_path)(e.to_string()))?;
+        root.present()
+            .map_err(|e| fail(&svg_path)(DrawError::from(e)))?;
     }
     let mut pixels = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
         render(chart, &root).map_err(fail(&png_path))?;
-        root.present().map_err(|e| fail(&png_path)(e.to_string()))?;
+        root.present()
+            .map_err(|e| fail(&png_path)(DrawError::from(e)))?;
     }
     let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels).expect("buffer of the size");
     let mut png = Cursor::new(Vec::new());
     image
         .write_to(&mut png, image::ImageFormat::Png)
-        .map_err(|e| fail(&png_path)(e.to_string()))?;
+        .map_err(|e| fail(&png_path)(DrawError::from(e)))?;
 
     for (path, bytes) in [(&svg_path, svg.into_bytes()), (&png_path, png.into_inner())] {
-        store::write_atomic(path, |f| std::io::Write::write_all(f, &bytes))
-            .map_err(|e| fail(path)(e.to_string()))?;
+        crate::fs::write_bytes_atomic(path, &bytes).map_err(|e| fail(path)(DrawError::from(e)))?;
     }
     Ok(vec![svg_path, png_path])
 }
@@ -150,8 +167,11 @@ fn ranges(chart: &Chart) -> Option<((f64, f64), (f64, f64))> {
     Some((x, y))
 }
 
-fn render<DB: DrawingBackend>(chart: &Chart, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+fn render<DB: DrawingBackend>(
+    chart: &Chart,
+    root: &DrawingArea<DB, Shift>,
+) -> Result<(), DrawError> {
+    let err = |e: &dyn std::fmt::Display| DrawError::from(e);
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let Some(((x0, x1), (y0, y1))) = ranges(chart) else {
         return Ok(());
@@ -207,12 +227,12 @@ fn render_on<DB: DrawingBackend, Y>(
     root: &DrawingArea<DB, Shift>,
     x: std::ops::Range<f64>,
     y: Y,
-) -> Result<(), String>
+) -> Result<(), DrawError>
 where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let err = |e: &dyn std::fmt::Display| DrawError::from(e);
     let mut cc = ChartBuilder::on(root)
         .caption(&chart.title, (FONT, 22))
         .margin(18)

@@ -10,8 +10,8 @@ use gradlab_kernels::{Activation, Cell, StackShape};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
-use crate::config::RunConfig;
-use crate::model::Model;
+use super::{kernel_cell, Model};
+use crate::config::{CellKind, Nonlinearity, RunConfig};
 
 /// Metadata key of the run configuration (TOML).
 pub const META_CONFIG: &str = "gradlab.config";
@@ -74,7 +74,7 @@ pub fn save_tensors(
         })
         .collect();
     let data = safetensors::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
-    crate::store::write_atomic(path, |f| std::io::Write::write_all(f, &data))
+    crate::fs::write_bytes_atomic(path, &data)
 }
 
 /// Saves `model` with its configuration and vocabulary.
@@ -250,9 +250,11 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         ),
         None => None,
     };
-    let act = match config.as_ref().map(|c| c.nonlinearity) {
-        Some(crate::config::Nonlinearity::Relu) => Activation::Relu,
-        _ => Activation::Tanh,
+    let nonlinearity = config
+        .as_ref()
+        .map_or(Nonlinearity::Tanh, |c| c.nonlinearity);
+    let Cell::Rnn(act) = kernel_cell(CellKind::Rnn, nonlinearity) else {
+        unreachable!("an rnn cell has an activation")
     };
     let stack = file.stack_shape(act)?;
     let head = file.shape("head.weight")?;
@@ -262,7 +264,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
             stack.hidden
         )));
     }
-    let mut model = Model::with_shape(stack, head[0]);
+    let mut model = Model::new(stack, head[0]);
     let n = stack.num_params();
     model.params[..n].copy_from_slice(&file.stack_params(stack)?);
     let (w, b) = model.head_ranges();

@@ -1,10 +1,12 @@
-//! Sampling text from a `charlm` or `hello` checkpoint, one character at a time.
+//! Sampling text from a `charlm` or `hello` checkpoint, one character at a time, with the
+//! state carried: the stack's forward step and the head's [`logits`], as in training.
 
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Workspace};
 use gradlab_kernels::{Cell, Par};
 
-use crate::checkpoint::Checkpoint;
+use super::checkpoint::Checkpoint;
+use super::head::logits;
 
 /// How the next character is chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -76,46 +78,29 @@ pub fn sample(
     );
     let mut rng = SplitMix64(seed);
     let mut out: String = prime.to_string();
-    let (wr, br) = m.head_ranges();
-    let (w, b) = (&m.params[wr], &m.params[br]);
     let mut x = vec![0.0f32; v];
-    let mut feed = |id: usize, h: &mut Vec<f32>, c: &mut Vec<f32>| -> Vec<f64> {
+    let mut z = Vec::with_capacity(v);
+    // One character in, the logits of the next out (f32, as training computes them).
+    let mut feed = |id: usize, z: &mut Vec<f32>| {
         x.fill(0.0);
         x[id] = 1.0;
         let cs = (s.cell == Cell::Lstm).then_some(&c[..]);
-        rnn::forward(
-            &m.params[..s.num_params()],
-            &x,
-            Some(h),
-            cs,
-            &mut ws,
-            Par::Seq,
-        );
-        (*h, *c) = ws.state(1);
-        let top = ws.output();
-        (0..v)
-            .map(|o| {
-                f64::from(b[o])
-                    + (0..s.hidden)
-                        .map(|k| f64::from(w[o * s.hidden + k]) * f64::from(top[k]))
-                        .sum::<f64>()
-            })
-            .collect()
+        rnn::forward(m.stack_params(), &x, Some(&h), cs, &mut ws, Par::Seq);
+        ws.state_into(1, &mut h, &mut c);
+        logits(m, ws.output(), 1, z, Par::Seq);
     };
-    let mut logits = feed(first, &mut h, &mut c);
+    feed(first, &mut z);
     for &id in rest {
-        logits = feed(id, &mut h, &mut c);
+        feed(id, &mut z);
     }
     for _ in 0..len {
         let next = match decoding {
-            Decoding::Argmax => {
-                (0..v).fold(0, |best, o| if logits[o] > logits[best] { o } else { best })
-            }
+            Decoding::Argmax => (0..v).fold(0, |best, o| if z[o] > z[best] { o } else { best }),
             Decoding::Temperature(t) => {
-                let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let p: Vec<f64> = logits
+                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let p: Vec<f64> = z
                     .iter()
-                    .map(|z| ((z - max) / f64::from(t)).exp())
+                    .map(|&zi| (f64::from(zi - max) / f64::from(t)).exp())
                     .collect();
                 let mut u = rng.uniform(0.0, p.iter().sum());
                 p.iter()
@@ -127,7 +112,7 @@ pub fn sample(
             }
         };
         out.push(vocab[next]);
-        logits = feed(next, &mut h, &mut c);
+        feed(next, &mut z);
     }
     Ok(out)
 }

@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use gradlab_kernels::rnn::{self, Grads, Workspace};
+use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
 use gradlab_kernels::{Cell, Par, StackShape};
 
-use crate::checkpoint::{save_tensors, CheckpointError, TensorFile};
+use super::checkpoint::{save_tensors, CheckpointError, TensorFile};
 
 /// Why the gradient tool could not run.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +31,14 @@ pub enum GradError {
     },
 }
 
-/// Runs the check for a stack of `shape` and writes the result to `out`.
-pub fn grad(shape: StackShape, weights: &Path, inputs: &Path, out: &Path) -> Result<(), GradError> {
+/// Runs forward and backward of a stack of `shape` on `par` and writes the result to `out`.
+pub fn grad(
+    shape: StackShape,
+    weights: &Path,
+    inputs: &Path,
+    out: &Path,
+    par: Par,
+) -> Result<(), GradError> {
     let w = TensorFile::read(weights)?;
     let params = w.stack_params(shape)?;
     let x_file = TensorFile::read(inputs)?;
@@ -75,7 +81,6 @@ pub fn grad(shape: StackShape, weights: &Path, inputs: &Path, out: &Path) -> Res
     };
 
     let mut ws = Workspace::new(shape, t, b);
-    let par = Par::rayon(std::thread::available_parallelism().map_or(1, |n| n.get()));
     rnn::forward(&params, &x, h0.as_deref(), c0.as_deref(), &mut ws, par);
     let y = ws.output().to_vec();
     let (h_n, c_n) = ws.state(t);
@@ -90,17 +95,12 @@ pub fn grad(shape: StackShape, weights: &Path, inputs: &Path, out: &Path) -> Res
         dc0: &mut dc0,
         flow: &mut flow,
     };
-    rnn::backward(
-        &params,
-        &x,
-        &dy,
-        dh_n.as_deref(),
-        dc_n.as_deref(),
-        t,
-        &mut ws,
-        grads,
-        par,
-    );
+    let loss = OutputGrads {
+        dy: &dy,
+        dh_n: dh_n.as_deref(),
+        dc_n: dc_n.as_deref(),
+    };
+    rnn::backward(&params, &x, loss, t, &mut ws, grads, par);
 
     let mut tensors: Vec<(String, Vec<usize>, &[f32])> = vec![
         ("output".into(), vec![t, b, h], &y),

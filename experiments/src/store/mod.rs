@@ -1,0 +1,78 @@
+//! Results on disk (DESIGN.md "Sweeps, storage, distribution"; columns in `results/README.md`):
+//! the Parquet tables a run [`write`]s, [`read`]ing them back whole, and [`compact`]ing a
+//! folder's per-run parts into one file per table.
+//!
+//! One run writes `steps/<run_id>.parquet`, `flow/<run_id>.parquet` and, last, the completion
+//! marker `runs/<run_id>.parquet`, each atomically ([`crate::fs::write_atomic`]), so a reader
+//! never sees a partial file. Columns use plain Parquet types (int64, float64, boolean, string;
+//! nullable where a value can be missing), readable as-is by polars, pyarrow and DuckDB.
+
+pub mod compact;
+pub mod read;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::PolarsError;
+
+pub use compact::{compact, Compacted, COMPACTED};
+pub use read::{completed_ids, diverged_ids, parts, read_parquet, read_table};
+pub use write::write_run;
+
+/// The tables of a results folder, one subfolder each.
+pub const TABLES: [&str; 3] = ["runs", "steps", "flow"];
+
+/// The paths of one run's files under `dir`, in the order of [`TABLES`].
+pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 3] {
+    TABLES.map(|t| dir.join(t).join(format!("{id}.parquet")))
+}
+
+/// Facts about the build and machine recorded with every run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provenance {
+    pub sweep: String,
+    pub isa: String,
+    pub gradlab_version: String,
+    pub git_commit: String,
+}
+
+impl Provenance {
+    /// This build's facts, for runs of sweep (or run) `sweep`.
+    pub fn current(sweep: &str) -> Self {
+        Provenance {
+            sweep: sweep.into(),
+            isa: gradlab_kernels::isa().into(),
+            gradlab_version: crate::VERSION.into(),
+            git_commit: crate::GIT_COMMIT.into(),
+        }
+    }
+}
+
+/// Why results could not be read or compacted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+    #[error("another `gradlab compact` is working on {0}; wait for it to finish")]
+    Locked(PathBuf),
+    #[error("{path} holds {found} rows after writing, expected {expected}; the parts were kept")]
+    Check {
+        path: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+}
+
+impl StoreError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Expansion: a spec's runs in order (grid points, then random samples, then seeds), each with
+//! its validated config and identity, and the shards that split them over machines.
+
+use std::collections::BTreeSet;
+
+use super::identity::run_id;
+use super::spec::{config_problem, Spec};
+use super::{SpecError, SpecErrorKind};
+use crate::config::{ConfigError, RunConfig};
+
+/// One run of an expanded sweep.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedRun {
+    /// Position in the expansion (grid point, then random sample, then seed).
+    pub index: usize,
+    pub id: String,
+    pub config: RunConfig,
+    /// The values of the swept keys (grid axes, random keys, seed), as `key=value`.
+    pub swept: Vec<(String, String)>,
+}
+
+impl PlannedRun {
+    /// `hidden=50 clip=norm:1 seed=0`.
+    pub fn label(&self) -> String {
+        label(&self.swept)
+    }
+}
+
+fn label(swept: &[(String, String)]) -> String {
+    swept
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Spec {
+    /// Every run of the sweep, in order: grid points (last axis fastest), then random samples,
+    /// then seeds. Each config is validated; an impossible combination names where its keys
+    /// were set. Runs that come out identical are listed once.
+    pub fn expand(&self) -> Result<Vec<PlannedRun>, SpecError> {
+        let samples = self.samples();
+        let sizes: Vec<usize> = self.grid.iter().map(|a| a.values.len()).collect();
+        let points: usize = sizes.iter().product();
+        let mut runs = Vec::new();
+        let mut ids = BTreeSet::new();
+        for p in 0..points {
+            // Mixed-radix digits of p, last axis fastest.
+            let mut rest = p;
+            let mut choice = vec![(0, 0); sizes.len()];
+            for (a, &size) in sizes.iter().enumerate().rev() {
+                choice[a] = (a, rest % size);
+                rest /= size;
+            }
+            let mut cfg = self.base.clone();
+            let mut swept = Vec::new();
+            for &(a, v) in &choice {
+                let axis = &self.grid[a];
+                cfg.set_value(&axis.key, axis.values[v].clone())
+                    .map_err(|e| config_problem(&e).at(axis.origin.clone(), ""))?;
+                swept.push((axis.key.clone(), cfg.value_string(&axis.key)));
+            }
+            for sample in &samples {
+                let mut cfg = cfg.clone();
+                let mut swept = swept.clone();
+                for (k, v) in sample {
+                    cfg.set_value(k, v.clone())
+                        .map_err(|e| config_problem(&e).at("[random]", ""))?;
+                    swept.push((k.clone(), cfg.value_string(k)));
+                }
+                for &seed in &self.seeds {
+                    let mut cfg = cfg.clone();
+                    cfg.seed = seed;
+                    cfg.name = self.name.clone();
+                    let mut swept = swept.clone();
+                    swept.push(("seed".into(), seed.to_string()));
+                    if let Err(e) = cfg.validate() {
+                        let key = match &e {
+                            ConfigError::BadValue { key, .. }
+                            | ConfigError::UnknownKey { key, .. } => key.clone(),
+                            ConfigError::Toml { .. } => String::new(),
+                        };
+                        let label = label(&swept);
+                        return Err(SpecError::new(
+                            self.origin_of(&key),
+                            SpecErrorKind::Run,
+                            format!("in the run {label}: {}", config_problem(&e).message),
+                        ));
+                    }
+                    let id = run_id(&cfg);
+                    if ids.insert(id.clone()) {
+                        runs.push(PlannedRun {
+                            index: runs.len(),
+                            id,
+                            config: cfg,
+                            swept,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// The runs of shard `i` of `n`: every `n`-th run from the `i`-th, so shards are balanced
+/// across the grid and disjoint, and together hold every run.
+pub fn shard(runs: &[PlannedRun], i: usize, n: usize) -> Vec<&PlannedRun> {
+    runs.iter().filter(|r| r.index % n == i).collect()
+}
+
+/// Parses `i/N` with 0 <= i < N.
+pub fn parse_shard(text: &str) -> Result<(usize, usize), SpecError> {
+    let bad = || {
+        SpecError::new(
+            "--shard",
+            SpecErrorKind::Shard,
+            format!("invalid shard '{text}': expected i/N with 0 <= i < N, e.g. --shard 0/4"),
+        )
+    };
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}

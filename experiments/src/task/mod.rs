@@ -1,0 +1,340 @@
+//! Tasks (DESIGN.md "Tasks"): seeded generators of batches, their targets, and how a run is
+//! scored on them (metric, metric name, success criterion).
+//!
+//! Every task draws from [`SplitMix64`], so the same seed gives the same sequences on any
+//! machine. Inputs are time-major one-hot (or real) vectors `[T][B][I]`; targets are either one
+//! regression value per sequence at its last time step, or a class per time step with
+//! [`NO_LABEL`] where no loss is taken. The synthetic generators are in [`synthetic`], the text
+//! ones in [`text`].
+
+pub mod synthetic;
+pub mod text;
+
+use std::path::Path;
+
+use gradlab_kernels::rng::SplitMix64;
+use serde::{Deserialize, Serialize};
+
+pub use text::{Corpus, TextError, VALIDATION_STREAMS};
+
+/// The task a run trains on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    Adding,
+    Copy,
+    TemporalOrder,
+    Charlm,
+    Hello,
+}
+
+impl TaskKind {
+    /// The smallest `seq_len` the task can be generated with.
+    pub fn min_seq_len(self) -> usize {
+        match self {
+            TaskKind::TemporalOrder => 10,
+            TaskKind::Adding => 2,
+            _ => 1,
+        }
+    }
+
+    /// Whether the task reads a text file (`text = ...`).
+    pub fn reads_text(self) -> bool {
+        self == TaskKind::Charlm
+    }
+
+    /// The name of the task metric, for table headers.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            TaskKind::Adding => "MSE",
+            TaskKind::Copy | TaskKind::Hello => "accuracy",
+            TaskKind::TemporalOrder => "error rate",
+            TaskKind::Charlm => "bits/char",
+        }
+    }
+
+    /// Whether `metric` meets the task's success criterion (None: charlm has none): adding
+    /// MSE < 0.01, copy accuracy >= 0.99, temporal-order error < 1%, hello all correct. A NaN
+    /// metric (a diverged run) is no success.
+    pub fn success(self, metric: f64) -> Option<bool> {
+        match self {
+            TaskKind::Adding => Some(metric < 0.01),
+            TaskKind::Copy => Some(metric >= 0.99),
+            TaskKind::TemporalOrder => Some(metric < 0.01),
+            TaskKind::Hello => Some(metric == 1.0),
+            TaskKind::Charlm => None,
+        }
+    }
+
+    /// The loss the task trains with.
+    pub fn loss(self) -> LossKind {
+        match self {
+            TaskKind::Adding => LossKind::Mse,
+            _ => LossKind::CrossEntropy,
+        }
+    }
+}
+
+/// "No loss at this time step" in [`Targets::Classes`].
+pub const NO_LABEL: u32 = u32::MAX;
+
+/// What the model's outputs are trained against.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Targets {
+    /// One value per sequence, read at the last time step (MSE), `[B]`.
+    Last(Vec<f32>),
+    /// A class per time step and sequence (softmax cross-entropy), `[T][B]`.
+    Classes(Vec<u32>),
+}
+
+impl Targets {
+    /// The time steps of a `t`-step window of batch `b` whose targets carry a loss.
+    pub fn loss_range(&self, t: usize, b: usize) -> std::ops::Range<usize> {
+        match self {
+            Targets::Last(_) => t - 1..t,
+            Targets::Classes(labels) => {
+                let has = |s: usize| labels[s * b..(s + 1) * b].iter().any(|&l| l != NO_LABEL);
+                let first = (0..t).find(|&s| has(s)).unwrap_or(t);
+                let last = (0..t).rev().find(|&s| has(s)).map_or(first, |s| s + 1);
+                first..last
+            }
+        }
+    }
+
+    /// Loss terms of the time steps `range` of batch `b` (the mean's denominator).
+    pub fn terms(&self, range: std::ops::Range<usize>, b: usize) -> usize {
+        match self {
+            Targets::Last(y) => y.len(),
+            Targets::Classes(labels) => labels[range.start * b..range.end * b]
+                .iter()
+                .filter(|&&l| l != NO_LABEL)
+                .count(),
+        }
+    }
+}
+
+/// A batch of sequences.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Time steps T of each sequence (or window).
+    pub time_steps: usize,
+    /// Sequences B.
+    pub batch: usize,
+    /// `[T][B][I]`.
+    pub x: Vec<f32>,
+    pub targets: Targets,
+}
+
+impl Batch {
+    /// Loss terms of the whole batch.
+    pub fn loss_terms(&self) -> usize {
+        self.targets.terms(0..self.time_steps, self.batch)
+    }
+
+    /// The inputs of time steps `range`, `[len][B][I]`.
+    pub fn x_range(&self, range: std::ops::Range<usize>) -> &[f32] {
+        let row = self.x.len() / self.time_steps.max(1);
+        &self.x[range.start * row..range.end * row]
+    }
+}
+
+/// The loss a task trains with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    Mse,
+    CrossEntropy,
+}
+
+/// Why a task cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error(transparent)]
+    Text(#[from] TextError),
+}
+
+/// A task ready to produce batches.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub kind: TaskKind,
+    /// The configured `seq_len` (T of the adding and temporal-order sequences, the delay of the
+    /// copy task, the window of charlm).
+    pub seq_len: usize,
+    pub corpus: Option<Corpus>,
+    /// charlm: the position of each training stream in the training text.
+    streams: Vec<usize>,
+}
+
+impl Task {
+    /// Sets up task `kind` (reads the text of charlm from `text`).
+    pub fn new(kind: TaskKind, seq_len: usize, text: Option<&Path>) -> Result<Self, TaskError> {
+        let corpus = match (kind, text) {
+            (TaskKind::Charlm, Some(path)) => Some(Corpus::load(path, seq_len)?),
+            (TaskKind::Charlm, None) => {
+                return Err(TextError::Missing.into());
+            }
+            (TaskKind::Hello, _) => Some(synthetic::hello_corpus()),
+            _ => None,
+        };
+        Ok(Task {
+            kind,
+            seq_len,
+            corpus,
+            streams: Vec::new(),
+        })
+    }
+
+    /// Time steps T of one sequence (one window for charlm).
+    pub fn time_steps(&self) -> usize {
+        match self.kind {
+            TaskKind::Copy => self.seq_len + 2 * synthetic::COPY_LEN,
+            TaskKind::Hello => synthetic::HELLO.len() - 1,
+            _ => self.seq_len,
+        }
+    }
+
+    /// Width of an input vector.
+    pub fn input_size(&self) -> usize {
+        match self.kind {
+            TaskKind::Adding => 2,
+            TaskKind::Copy => synthetic::COPY_SYMBOLS + 2,
+            TaskKind::TemporalOrder => synthetic::TO_DISTRACTORS + 2,
+            TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
+        }
+    }
+
+    /// Width of an output vector (classes, or 1 for regression).
+    pub fn output_size(&self) -> usize {
+        match self.kind {
+            TaskKind::Adding => 1,
+            TaskKind::Copy => synthetic::COPY_SYMBOLS + 1,
+            TaskKind::TemporalOrder => 4,
+            TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
+        }
+    }
+
+    fn vocab_len(&self) -> usize {
+        self.corpus.as_ref().map_or(0, |c| c.vocab.len())
+    }
+
+    /// The loss this task trains with.
+    pub fn loss(&self) -> LossKind {
+        self.kind.loss()
+    }
+
+    /// Whether the recurrent state carries from one training batch to the next (a text stream).
+    pub fn carries_state(&self) -> bool {
+        self.kind == TaskKind::Charlm
+    }
+
+    /// The next training batch of `b` sequences.
+    pub fn train_batch(&mut self, rng: &mut SplitMix64, b: usize) -> Batch {
+        match self.kind {
+            TaskKind::Charlm => {
+                let corpus = self.corpus.as_ref().expect("charlm has a corpus");
+                corpus.next_train_windows(&mut self.streams, rng, b, self.seq_len)
+            }
+            _ => self.fresh_batch(rng, b),
+        }
+    }
+
+    /// Fresh sequences of the synthetic tasks (and the hello sequence).
+    ///
+    /// # Panics
+    /// For charlm, whose batches are windows of its text streams.
+    pub fn fresh_batch(&self, rng: &mut SplitMix64, b: usize) -> Batch {
+        let (t, i) = (self.time_steps(), self.input_size());
+        match self.kind {
+            TaskKind::Adding => synthetic::adding(rng, t, b),
+            TaskKind::Copy => synthetic::copy(rng, t, b, i),
+            TaskKind::TemporalOrder => synthetic::temporal_order(rng, t, b, i),
+            TaskKind::Hello => {
+                synthetic::hello(self.corpus.as_ref().expect("hello has a corpus"), b)
+            }
+            TaskKind::Charlm => {
+                panic!("charlm batches come from train_batch and validation_windows")
+            }
+        }
+    }
+
+    /// The batches of one evaluation on `n` sequences, generated one at a time: `n` fresh
+    /// sequences of a synthetic task in batches of `b` (the same sequences at every evaluation
+    /// of a run with `seed`), the validation text of charlm as consecutive windows of
+    /// [`VALIDATION_STREAMS`] streams (the state carries from one to the next), the hello
+    /// sequence once.
+    pub fn evaluation_batches(
+        &self,
+        n: usize,
+        b: usize,
+        seed: u64,
+    ) -> Box<dyn Iterator<Item = Batch> + '_> {
+        match self.kind {
+            TaskKind::Charlm => {
+                let corpus = self.corpus.as_ref().expect("charlm has a corpus");
+                Box::new(corpus.validation_windows(VALIDATION_STREAMS, self.seq_len))
+            }
+            TaskKind::Hello => Box::new(std::iter::once(self.fresh_batch(&mut SplitMix64(0), 1))),
+            _ => {
+                let mut rng = SplitMix64(seed ^ EVAL_SEED);
+                Box::new(
+                    (0..n.div_ceil(b)).map(move |k| self.fresh_batch(&mut rng, b.min(n - k * b))),
+                )
+            }
+        }
+    }
+
+    /// Whether a prediction at time step `step` counts towards the metric (copy: the recall
+    /// steps).
+    pub fn scored(&self, step: usize) -> bool {
+        match self.kind {
+            TaskKind::Copy => step >= self.time_steps() - synthetic::COPY_LEN,
+            _ => true,
+        }
+    }
+
+    /// The task metric from accumulated evaluation: adding MSE, copy accuracy on the recalled
+    /// symbols, temporal-order error rate, charlm validation bits per character, hello accuracy.
+    /// NaN when nothing was scored.
+    pub fn metric(&self, acc: &MetricAcc) -> f64 {
+        let accuracy = if acc.scored == 0 {
+            f64::NAN
+        } else {
+            acc.correct as f64 / acc.scored as f64
+        };
+        match self.kind {
+            TaskKind::Adding => acc.loss(),
+            TaskKind::Copy | TaskKind::Hello => accuracy,
+            TaskKind::TemporalOrder => 1.0 - accuracy,
+            TaskKind::Charlm => acc.loss() / std::f64::consts::LN_2,
+        }
+    }
+
+    /// Whether the metric meets the task's success criterion (None: the task has none).
+    pub fn success(&self, metric: f64) -> Option<bool> {
+        self.kind.success(metric)
+    }
+}
+
+/// Mixed into a run's seed for its evaluation sequences, so they differ from its training ones.
+const EVAL_SEED: u64 = 0xE7A1_5EED_0000_0001;
+
+/// Accumulates a task's loss and metric over evaluation batches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricAcc {
+    /// Σ loss over loss terms, and their count.
+    pub loss_sum: f64,
+    pub loss_terms: usize,
+    /// Correct predictions (classification) over scored predictions.
+    pub correct: usize,
+    pub scored: usize,
+}
+
+impl MetricAcc {
+    /// The mean loss (MSE, or cross-entropy in nats); NaN when there was no loss term (never 0).
+    pub fn loss(&self) -> f64 {
+        if self.loss_terms == 0 {
+            f64::NAN
+        } else {
+            self.loss_sum / self.loss_terms as f64
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Diagnostics of a logged update (DESIGN.md "Diagnostics"), on the batch it trained on and with
+//! the parameters before the update:
+//!
+//! - truncation bias: cosine and norm ratio of the truncated gradient against the full-BPTT
+//!   gradient of the same loss ([`truncation_bias`]);
+//! - the probe: the last time step's loss alone, backpropagated through the whole window without
+//!   truncation, so the decay of ‖∂L/∂h_t‖ beyond the truncation is visible; [`decay_rate`] fits
+//!   its slope per step of lag;
+//! - spectral radius and largest singular value of every W_hh ([`crate::model::spectra`]);
+//! - LSTM forget gates: mean and fraction saturated outside [0.05, 0.95] ([`forget_gate_stats`]).
+//!
+//! It has buffers of its own, so the engine's gradient is read, never copied.
+
+use gradlab_kernels::norm::global_norm;
+use gradlab_kernels::rng::SplitMix64;
+use gradlab_kernels::rnn::Workspace;
+use gradlab_kernels::Cell;
+
+use super::engine::{Backprop, Ctx, Engine, Scored};
+use super::record::{push_flow, FlowRow, FlowSource, StepRow};
+use crate::model::spectra::{sigma_max, spectral_radius};
+use crate::task::{Batch, MetricAcc};
+
+/// A forget gate counts as saturated outside [0.05, 0.95].
+pub const FORGET_SATURATION: f32 = 0.05;
+
+/// The diagnostics' buffers.
+#[derive(Debug)]
+pub struct Diagnostics {
+    bp: Backprop,
+    /// The full-BPTT gradient, then the probe's.
+    grads: Vec<f32>,
+    /// The last probe's flow `[L][len]` and `len`.
+    probe: Vec<f32>,
+    probe_len: usize,
+}
+
+impl Diagnostics {
+    /// Buffers for `model`'s windows of `t` time steps of batch `b`.
+    pub fn new(model: &crate::model::Model, t: usize, b: usize) -> Self {
+        Diagnostics {
+            bp: Backprop::new(model.stack, t, b),
+            grads: vec![0.0; model.params.len()],
+            probe: Vec::with_capacity(model.stack.layers * t),
+            probe_len: 0,
+        }
+    }
+
+    /// Fills the diagnostic columns of `row` for the update `row.step` that trained on `batch`
+    /// (whose truncated gradient `engine` holds), and appends the probe's flow to `flow`.
+    pub(crate) fn diagnose(
+        &mut self,
+        ctx: Ctx<'_>,
+        engine: &mut Engine,
+        batch: &Batch,
+        row: &mut StepRow,
+        flow: &mut Vec<FlowRow>,
+    ) {
+        let (t, b) = (batch.time_steps, batch.batch);
+        let truncated = engine.truncates(t);
+        let (ws, trunc) = engine.replay_window(ctx, batch);
+        let mut acc = MetricAcc::default();
+        let whole = Scored {
+            batch,
+            offset: 0,
+            times: batch.targets.loss_range(t, b),
+        };
+        (row.trunc_cosine, row.trunc_norm_ratio) = if truncated {
+            self.grads.fill(0.0);
+            let scale = 1.0 / batch.loss_terms().max(1) as f32;
+            self.bp
+                .loss_grad(ctx, ws, whole.clone(), scale, &mut self.grads, &mut acc);
+            let (cos, ratio) = truncation_bias(trunc, &self.grads);
+            (Some(cos), Some(ratio))
+        } else {
+            (Some(1.0), Some(1.0))
+        };
+        // The probe: the final time step's loss only, through the whole window.
+        let last = whole.times.end.max(1) - 1;
+        let terms = batch.targets.terms(last..last + 1, b);
+        self.grads.fill(0.0);
+        let probe = Scored {
+            times: last..last + 1,
+            ..whole
+        };
+        self.bp.loss_grad(
+            ctx,
+            ws,
+            probe,
+            1.0 / terms.max(1) as f32,
+            &mut self.grads,
+            &mut acc,
+        );
+        self.probe.clear();
+        self.probe.extend_from_slice(self.bp.flow());
+        self.probe_len = t;
+        push_flow(flow, row.step, &self.probe, t, FlowSource::Probe);
+        layer_stats(ctx, ws, row);
+    }
+
+    /// The last probe's flow `[L][len]` and `len` (len 0 before the first).
+    pub fn last_probe(&self) -> (&[f32], usize) {
+        (&self.probe, self.probe_len)
+    }
+}
+
+/// Per layer: spectral radius (square W_hh only) and σ_max of W_hh, and the forget gates of
+/// the window in `ws`.
+fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
+    let s = ctx.model.stack;
+    let mut rng = SplitMix64(row.step as u64);
+    for l in 0..s.layers {
+        let w_hh = &ctx.model.params[s.layer_ranges(l).w_hh];
+        let square = s.cell != Cell::Lstm;
+        row.spectral_radius
+            .push(square.then(|| spectral_radius(w_hh, s.hidden, &mut rng)));
+        row.sigma_max.push(Some(sigma_max(
+            w_hh,
+            s.cell.gates() * s.hidden,
+            s.hidden,
+            &mut rng,
+        )));
+        let (mean, saturation) = match s.cell {
+            Cell::Lstm => {
+                let (mean, sat) = forget_gate_stats(ws.gates(l), s.hidden);
+                (Some(mean), Some(sat))
+            }
+            Cell::Rnn(_) => (None, None),
+        };
+        row.forget_mean.push(mean);
+        row.forget_saturation.push(saturation);
+    }
+}
+
+/// Cosine and norm ratio of a truncated gradient against the full one.
+pub fn truncation_bias(truncated: &[f32], full: &[f32]) -> (f64, f64) {
+    let dot: f64 = truncated
+        .iter()
+        .zip(full)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum();
+    let (nt, nf) = (global_norm(&[truncated]), global_norm(&[full]));
+    (dot / (nt * nf), nt / nf)
+}
+
+/// Mean of the forget gates in LSTM gate activations `[..][4H]` (gates i, f, g, o), and the
+/// fraction of them outside [FORGET_SATURATION, 1 - FORGET_SATURATION].
+pub fn forget_gate_stats(gates: &[f32], h: usize) -> (f64, f64) {
+    let (mut sum, mut saturated, mut n) = (0.0f64, 0usize, 0usize);
+    for f in gates.chunks_exact(4 * h).flat_map(|g| &g[h..2 * h]) {
+        sum += f64::from(*f);
+        saturated += usize::from(!(FORGET_SATURATION..=1.0 - FORGET_SATURATION).contains(f));
+        n += 1;
+    }
+    (sum / n as f64, saturated as f64 / n as f64)
+}
+
+/// Least-squares slope of ln ‖∂L/∂h‖ against lag for lags ≥ 1 of the top layer's probe
+/// (`[L][len]`; lag 0 also carries the loss's direct gradient). NaN if fewer than two finite
+/// positive points.
+pub fn decay_rate(probe: &[f32], layers: usize, len: usize) -> f64 {
+    if len == 0 {
+        return f64::NAN;
+    }
+    let top = &probe[(layers - 1) * len..layers * len];
+    let pts: Vec<(f64, f64)> = top
+        .iter()
+        .enumerate()
+        .map(|(t, &g)| ((len - 1 - t) as f64, f64::from(g)))
+        .filter(|&(lag, g)| lag >= 1.0 && g > 0.0 && g.is_finite())
+        .map(|(lag, g)| (lag, g.ln()))
+        .collect();
+    if pts.len() < 2 {
+        return f64::NAN;
+    }
+    let n = pts.len() as f64;
+    let (mx, my) = (
+        pts.iter().map(|p| p.0).sum::<f64>() / n,
+        pts.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
+    sxy / sxx
+}

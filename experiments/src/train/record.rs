@@ -1,0 +1,130 @@
+//! What a training run emits: one [`StepRow`] per logged update (`steps` table), [`FlowRow`]s of
+//! the gradient-flow profile (`flow` table) and the run's [`Outcome`] (`runs` table). Column
+//! names and types on disk are in `results/README.md`.
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    Diverged,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Diverged => "diverged",
+        }
+    }
+}
+
+/// One logged update (`steps` table).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepRow {
+    /// The update's index, from 0.
+    pub step: usize,
+    pub loss: f64,
+    /// Global gradient norm before and after clipping.
+    pub grad_norm: f64,
+    pub grad_norm_clipped: f64,
+    pub clipped: bool,
+    pub lr: f64,
+    /// Pre-clip gradient norm of each recurrent layer.
+    pub grad_norm_layers: Vec<f64>,
+    pub eval_loss: Option<f64>,
+    pub eval_metric: Option<f64>,
+    pub trunc_cosine: Option<f64>,
+    pub trunc_norm_ratio: Option<f64>,
+    /// Per layer; spectral radius is `None` for LSTM (W_hh is not square).
+    pub spectral_radius: Vec<Option<f64>>,
+    pub sigma_max: Vec<Option<f64>>,
+    /// Per layer, LSTM only.
+    pub forget_mean: Vec<Option<f64>>,
+    pub forget_saturation: Vec<Option<f64>>,
+}
+
+/// Where a gradient-flow row comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowSource {
+    /// The training window's backward (inside the truncation).
+    Train,
+    /// The final time step's loss backpropagated through the whole window without truncation.
+    Probe,
+}
+
+impl FlowSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowSource::Train => "train",
+            FlowSource::Probe => "probe",
+        }
+    }
+}
+
+/// ‖∂L/∂h_t‖ of one layer at one lag (`flow` table).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FlowRow {
+    /// The update at which it was measured.
+    pub step: usize,
+    pub layer: usize,
+    /// Time steps before the end of the window (0: the last time step).
+    pub lag: usize,
+    pub source: FlowSource,
+    pub grad_norm: f64,
+}
+
+/// Appends the rows of a flow profile `[L][len]` (layer-major, oldest time step first).
+pub fn push_flow(
+    rows: &mut Vec<FlowRow>,
+    step: usize,
+    flow: &[f32],
+    len: usize,
+    source: FlowSource,
+) {
+    if len == 0 {
+        return;
+    }
+    for (layer, per_layer) in flow.chunks_exact(len).enumerate() {
+        for (t, &g) in per_layer.iter().enumerate() {
+            rows.push(FlowRow {
+                step,
+                layer,
+                lag: len - 1 - t,
+                source,
+                grad_norm: f64::from(g),
+            });
+        }
+    }
+}
+
+/// Per-run results (`runs` table).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub status: Status,
+    /// Evaluation loss at the end (NaN if the run diverged).
+    pub final_loss: f64,
+    /// Lowest evaluation loss seen.
+    pub best_loss: f64,
+    /// Task metric of the final evaluation (see [`crate::task::Task::metric`]).
+    pub metric: f64,
+    /// Whether the metric meets the task's criterion (None: the task has none).
+    pub success: Option<bool>,
+    pub diverged_at_step: Option<usize>,
+    /// Fraction of updates whose gradient was clipped.
+    pub clip_fraction: f64,
+    /// Slope of ln ‖∂L/∂h_t‖ per step of lag, fitted on the last probe of the top layer.
+    pub decay_rate: f64,
+    /// Updates done.
+    pub steps: usize,
+    pub wall_seconds: f64,
+    pub steps_per_sec: f64,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub outcome: Outcome,
+    /// The logged updates.
+    pub logged: Vec<StepRow>,
+    pub flow: Vec<FlowRow>,
+}
