@@ -172,9 +172,12 @@ fn the_defaults_behind_run_ids_are_pinned() {
 /// Every key of the table is a field of the struct and has help, and every field is a key.
 #[test]
 fn the_key_list_and_the_config_struct_agree() {
-    let mut cfg = RunConfig::default();
-    cfg.text = Some("t.txt".into());
-    (cfg.truncation_k1, cfg.truncation_k2) = (Some(1), Some(2));
+    let cfg = RunConfig {
+        text: Some("t.txt".into()),
+        truncation_k1: Some(1),
+        truncation_k2: Some(2),
+        ..RunConfig::default()
+    };
     let fields: Vec<String> = cfg.to_table().keys().cloned().collect();
     assert_eq!(fields, KEYS);
     for key in KEYS {
