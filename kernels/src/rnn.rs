@@ -305,15 +305,9 @@ impl Workspace {
     /// Every layer's state after `s` steps, `[L][B][H]` each (`c` empty for an RNN).
     pub fn state(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
         let lbh = self.shape.layers * self.b * self.shape.hidden;
-        let mut h = vec![0.0; lbh];
-        let mut c = vec![
-            0.0;
-            if self.shape.cell == Cell::Lstm {
-                lbh
-            } else {
-                0
-            }
-        ];
+        let lstm = self.shape.cell == Cell::Lstm;
+        let c_len = if lstm { lbh } else { 0 };
+        let (mut h, mut c) = (vec![0.0; lbh], vec![0.0; c_len]);
         self.state_into(s, &mut h, &mut c);
         (h, c)
     }
@@ -496,14 +490,8 @@ fn layer_forward(
     };
     lw.packed_ih
         .pack(i, contiguous_spans(gh), Mat::transposed(w_ih, i), par);
-    gemm(
-        t * b,
-        Mat::rows(x, i),
-        &lw.packed_ih,
-        MatMut::rows(pre, gh),
-        false,
-        par,
-    );
+    let pre = MatMut::rows(pre, gh);
+    gemm(t * b, Mat::rows(x, i), &lw.packed_ih, pre, false, par);
     lw.bias.clear();
     lw.bias.extend(b_ih.iter().zip(b_hh).map(|(p, q)| p + q));
 
@@ -834,44 +822,22 @@ fn layer_backward(
     }
     gb_hh.copy_from_slice(gb_ih);
     let dg_t = Mat::transposed(dg, gh);
-    let xs = &x[t0 * b * i..];
+    let xs = Mat::rows(&x[t0 * b * i..], i);
+    let (gw_ih, gw_hh) = (MatMut::rows(gw_ih, i), MatMut::rows(gw_hh, h));
     if i < NARROW {
         let dims = GemmShape { m: gh, k: n, n: i };
-        sgemm(
-            dims,
-            dg_t,
-            Mat::rows(xs, i),
-            0.0,
-            MatMut::rows(gw_ih, i),
-            par,
-        );
+        sgemm(dims, dg_t, xs, 0.0, gw_ih, par);
     } else {
-        lw.packed_cols
-            .pack(n, contiguous_spans(i), Mat::rows(xs, i), par);
-        gemm(
-            gh,
-            dg_t,
-            &lw.packed_cols,
-            MatMut::rows(gw_ih, i),
-            false,
-            par,
-        );
+        lw.packed_cols.pack(n, contiguous_spans(i), xs, par);
+        gemm(gh, dg_t, &lw.packed_cols, gw_ih, false, par);
     }
     let hs_prev = Mat::rows(&lw.hs[t0 * bh..], h);
     lw.packed_cols.pack(n, contiguous_spans(h), hs_prev, par);
-    gemm(
-        gh,
-        dg_t,
-        &lw.packed_cols,
-        MatMut::rows(gw_hh, h),
-        false,
-        par,
-    );
+    gemm(gh, dg_t, &lw.packed_cols, gw_hh, false, par);
     if dx.is_empty() {
         return;
     }
-    let dxs = &mut dx[t0 * b * i..];
-    let (dg, dxs) = (Mat::rows(dg, gh), MatMut::rows(dxs, i));
+    let (dg, dxs) = (Mat::rows(dg, gh), MatMut::rows(&mut dx[t0 * b * i..], i));
     if i < NARROW {
         let dims = GemmShape { m: n, k: gh, n: i };
         sgemm(dims, dg, Mat::rows(w_ih, i), 0.0, dxs, par);
