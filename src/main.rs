@@ -53,6 +53,26 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// `KEY=VALUE` as its trimmed parts (`--set`, `--grid`).
+fn split_key_value(kv: &str) -> Option<(&str, &str)> {
+    kv.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
+}
+
+/// Runs `f` on a pool of `threads` threads (every core when not given), so that no kernel uses
+/// more; `flag` names the option in errors.
+fn with_threads<T: Send>(
+    threads: Option<usize>,
+    flag: &str,
+    f: impl FnOnce(usize) -> T + Send,
+) -> Result<T> {
+    let n = gradlab_experiments::config::thread_count(threads, flag)?.get();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .map_err(|e| anyhow::anyhow!("could not start the thread pool: {e}"))?;
+    Ok(pool.install(|| f(n)))
+}
+
 /// Exits with a clear message, before any SIMD code runs, when this CPU lacks an instruction set
 /// the binary was compiled for (otherwise it would die of SIGILL mid-run).
 fn check_cpu() {

@@ -8,8 +8,8 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
 use gradlab_experiments::fs::prepare_output_dir;
 use gradlab_experiments::model::checkpoint;
-use gradlab_experiments::store::{self, Provenance};
-use gradlab_experiments::sweep::{run_id, status::RUN_FOLDERS};
+use gradlab_experiments::store::{self, checkpoint_path, Provenance, RUN_FOLDERS};
+use gradlab_experiments::sweep::run_id;
 use gradlab_experiments::train::Trainer;
 use gradlab_kernels::Par;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -95,13 +95,13 @@ impl FromArgMatches for RunArgs {
             }
         }
         for kv in m.get_many::<String>("set").into_iter().flatten() {
-            let Some((k, v)) = kv.split_once('=') else {
+            let Some((k, v)) = crate::split_key_value(kv) else {
                 return Err(clap::Error::raw(
                     clap::error::ErrorKind::InvalidValue,
                     format!("--set '{kv}': expected KEY=VALUE, e.g. --set hidden=64\n"),
                 ));
             };
-            args.overrides.push((k.trim().into(), v.trim().into()));
+            args.overrides.push((k.into(), v.into()));
         }
         Ok(args)
     }
@@ -141,10 +141,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     let threads = thread_count(args.threads, "--threads")?.get();
     let dir = out_dir(&args.out, &cfg.name);
     prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("could not start the thread pool")?;
     let mut trainer = Trainer::new(cfg.clone(), Par::rayon(threads))?;
     let steps = cfg.steps as u64;
     let bar = if std::io::stderr().is_terminal() {
@@ -160,7 +156,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         None
     };
     let every = (steps / 10).max(1);
-    let record = pool.install(|| {
+    let record = crate::with_threads(Some(threads), "--threads", |_| {
         trainer.run(|step, loss| {
             let done = step as u64 + 1;
             match &bar {
@@ -174,14 +170,14 @@ pub fn run(args: RunArgs) -> Result<()> {
                 None => {}
             }
         })
-    });
+    })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
     let id = run_id(&cfg);
     store::write_run(&dir, &id, &cfg, &record, &Provenance::current(&cfg.name))
         .with_context(|| format!("cannot write the results to {}", dir.display()))?;
-    let ck = dir.join("checkpoints").join(format!("{id}.safetensors"));
+    let ck = checkpoint_path(&dir, &id);
     let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
     checkpoint::save(&ck, &trainer.model, Some(&cfg), vocab)
         .with_context(|| format!("cannot write the checkpoint {}", ck.display()))?;

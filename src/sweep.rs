@@ -9,8 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gradlab_experiments::config::thread_count;
 use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
+use gradlab_experiments::store::RUN_FOLDERS;
 use gradlab_experiments::store::{self, Provenance};
-use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, RUN_FOLDERS};
+use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, SPEC_FILE};
 use gradlab_experiments::sweep::{
     self, Event, PlannedRun, RunnerOptions, Spec, SweepDir, SweepStatus,
 };
@@ -50,9 +51,7 @@ pub struct SweepArgs {
 }
 
 fn key_value<'a>(flag: &str, kv: &'a str, example: &str) -> Result<(&'a str, &'a str)> {
-    kv.split_once('=')
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .with_context(|| format!("{flag} '{kv}': expected {example}"))
+    crate::split_key_value(kv).with_context(|| format!("{flag} '{kv}': expected {example}"))
 }
 
 /// The spec with the command line's overrides, and its runs.
@@ -67,19 +66,7 @@ fn with_overrides(mut spec: Spec, args: &SweepArgs) -> Result<(Spec, Vec<Planned
     }
     let runs = spec.expand()?;
     // A missing text file would fail every charlm run: say so before any starts.
-    let mut texts: Vec<&Path> = runs
-        .iter()
-        .filter_map(|r| r.config.text.as_deref())
-        .collect();
-    texts.dedup();
-    for text in texts {
-        if !text.is_file() {
-            bail!(
-                "the text file {} (key 'text') does not exist or is not a file",
-                text.display()
-            );
-        }
-    }
+    spec.check_texts(&runs)?;
     Ok((spec, runs))
 }
 
@@ -337,7 +324,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
     if p.unfinished() {
         println!(
             "to finish it: gradlab sweep {} --out {}",
-            dir.join("sweep.toml").display(),
+            dir.join(SPEC_FILE).display(),
             dir.display()
         );
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gradlab_experiments::config::{thread_count, CellKind, Nonlinearity};
+use gradlab_experiments::config::{CellKind, Nonlinearity};
 use gradlab_experiments::model::sample::{sample, Decoding};
 use gradlab_experiments::model::{checkpoint, grad, kernel_cell};
 use gradlab_kernels::{Par, StackShape};
@@ -100,8 +100,9 @@ pub fn grad_cmd(a: GradArgs) -> Result<()> {
         hidden: a.hidden,
         layers: a.layers,
     };
-    let par = Par::rayon(thread_count(a.threads, "--threads")?.get());
-    grad::grad(shape, &a.weights, &a.input, &a.out, par)?;
+    crate::with_threads(a.threads, "--threads", |n| {
+        grad::grad(shape, &a.weights, &a.input, &a.out, Par::rayon(n))
+    })??;
     println!("wrote {}", a.out.display());
     Ok(())
 }

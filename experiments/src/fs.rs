@@ -17,6 +17,14 @@ pub fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
+/// Seconds since the Unix epoch (0 on a clock set before it), as recorded in failure records
+/// and manifests.
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Marks a temporary file: `.<name>.tmp-<host>-<pid>-<n>`. Host and pid tell
 /// [`clean_temporaries`] whether its writer may still be alive; `n` keeps the writes of one
 /// process apart.

@@ -4,7 +4,7 @@
 
 use gradlab_experiments::config::{Clip, RunConfig, TaskKind, Truncation};
 use gradlab_experiments::task::text::min_chars;
-use gradlab_experiments::task::{MetricAcc, Task, TaskError, TextError, VALIDATION_STREAMS};
+use gradlab_experiments::task::{MetricAcc, Task, TextError, VALIDATION_STREAMS};
 use gradlab_experiments::train::record::{RunRecord, Status};
 use gradlab_experiments::train::{TrainError, Trainer};
 use gradlab_kernels::rng::SplitMix64;
@@ -334,7 +334,7 @@ fn charlm_text_too_short_for_its_validation_streams_is_an_error() {
         c
     };
     match Trainer::new(cfg(&path), Par::Seq) {
-        Err(TrainError::Task(TaskError::Text(TextError::TooShort { chars, need: n, .. }))) => {
+        Err(TrainError::Text(TextError::TooShort { chars, need: n, .. })) => {
             assert_eq!((chars, n), (8_160, need));
         }
         Err(e) => panic!("wrong error: {e}"),

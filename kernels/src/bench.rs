@@ -83,7 +83,7 @@ impl BenchShape {
     }
     /// FLOPs of forward + backward over the whole window.
     pub fn train_flops(&self) -> f64 {
-        3.0 * self.forward_flops()
+        self.stack().train_flops(self.t, self.b)
     }
 }
 

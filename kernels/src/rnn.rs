@@ -120,6 +120,11 @@ impl StackShape {
             .collect()
     }
 
+    /// FLOPs of forward and backward over `t` steps of batch `b`: 3× the forward count.
+    pub fn train_flops(&self, t: usize, b: usize) -> f64 {
+        3.0 * self.forward_flops(t, b)
+    }
+
     /// FLOPs of a forward pass over `t` steps of batch `b`: 2·T·B·G·H·(I+H) per layer.
     pub fn forward_flops(&self, t: usize, b: usize) -> f64 {
         let gh = (self.cell.gates() * self.hidden) as f64;

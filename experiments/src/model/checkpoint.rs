@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use gradlab_kernels::{Activation, Cell, StackShape};
+use gradlab_kernels::StackShape;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use thiserror::Error;
 
@@ -178,7 +178,7 @@ impl TensorFile {
     }
 
     /// The stack shape of the PyTorch parameters in this file (`nonlinearity` for an RNN).
-    pub fn stack_shape(&self, nonlinearity: Activation) -> Result<StackShape, CheckpointError> {
+    pub fn stack_shape(&self, nonlinearity: Nonlinearity) -> Result<StackShape, CheckpointError> {
         let invalid = |reason: String| CheckpointError::Invalid {
             path: self.path.clone(),
             reason,
@@ -200,8 +200,8 @@ impl TensorFile {
         }
         let hidden = hh[1];
         let cell = match hh[0] / hidden {
-            1 if hh[0] == hidden => Cell::Rnn(nonlinearity),
-            4 if hh[0] == 4 * hidden => Cell::Lstm,
+            1 if hh[0] == hidden => kernel_cell(CellKind::Rnn, nonlinearity),
+            4 if hh[0] == 4 * hidden => kernel_cell(CellKind::Lstm, nonlinearity),
             _ => {
                 return Err(invalid(format!(
                     "weight_hh_l0 {hh:?}: rows must be H (RNN) or 4H (LSTM)"
@@ -253,10 +253,7 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let nonlinearity = config
         .as_ref()
         .map_or(Nonlinearity::Tanh, |c| c.nonlinearity);
-    let Cell::Rnn(act) = kernel_cell(CellKind::Rnn, nonlinearity) else {
-        unreachable!("an rnn cell has an activation")
-    };
-    let stack = file.stack_shape(act)?;
+    let stack = file.stack_shape(nonlinearity)?;
     let head = file.shape("head.weight")?;
     if head.len() != 2 || head[1] != stack.hidden {
         return Err(invalid(format!(

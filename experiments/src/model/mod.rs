@@ -72,10 +72,4 @@ impl Model {
         names.push(("head.bias".into(), vec![self.output], b));
         names
     }
-
-    /// Floating-point work of one training update on windows of `t` time steps of batch `b`:
-    /// forward and backward of the stack (3× the forward count of [`StackShape`]).
-    pub fn train_flops(&self, t: usize, b: usize) -> f64 {
-        3.0 * self.stack.forward_flops(t, b)
-    }
 }

@@ -145,7 +145,7 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
         });
     }
 
-    if task.is_some_and(|t| t != TaskKind::Charlm) {
+    if task.is_some_and(TaskKind::has_criterion) {
         for key in ["truncation", "clip"] {
             if let Some(chart) = success_against(table, by, planned, key)? {
                 charts.push(chart);

@@ -161,10 +161,12 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
             by.join(", ")
         }
     );
-    let metrics = opts.metrics.clone().unwrap_or_else(|| match task {
-        // The adding problem's metric is its final loss (MSE).
-        Some(TaskKind::Adding) => vec!["metric".into()],
-        _ => vec!["metric".into(), "final_loss".into()],
+    let metrics = opts.metrics.clone().unwrap_or_else(|| {
+        if task.is_some_and(TaskKind::metric_is_loss) {
+            vec!["metric".into()]
+        } else {
+            vec!["metric".into(), "final_loss".into()]
+        }
     });
     let metric_name = task.map_or("task metric", TaskKind::metric_name);
     let cells = Cells::new(&table, &by, &metrics, metric_name)?;

@@ -13,14 +13,19 @@ pub enum Format {
     Csv,
 }
 
+/// A table format that gradlab does not write.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format '{0}': expected md, tex or csv")]
+pub struct FormatError(pub String);
+
 impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = FormatError;
+    fn from_str(s: &str) -> Result<Self, FormatError> {
         match s {
             "md" | "markdown" => Ok(Format::Markdown),
             "tex" | "latex" => Ok(Format::Latex),
             "csv" => Ok(Format::Csv),
-            _ => Err(format!("unknown format '{s}': expected md, tex or csv")),
+            _ => Err(FormatError(s.into())),
         }
     }
 }

@@ -22,6 +22,14 @@ pub use write::write_run;
 /// The tables of a results folder, one subfolder each.
 pub const TABLES: [&str; 3] = ["runs", "steps", "flow"];
 
+/// The folders one run writes into: the tables, `failed` and `checkpoints`.
+pub const RUN_FOLDERS: [&str; 5] = ["runs", "steps", "flow", "failed", "checkpoints"];
+
+/// The checkpoint of run `id` in `dir`.
+pub fn checkpoint_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join("checkpoints").join(format!("{id}.safetensors"))
+}
+
 /// The paths of one run's files under `dir`, in the order of [`TABLES`].
 pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 3] {
     TABLES.map(|t| dir.join(t).join(format!("{id}.parquet")))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use super::COMPACTED;
+use crate::train::record::Status;
 
 /// Reads a Parquet file.
 pub fn read_parquet(path: &Path) -> PolarsResult<DataFrame> {
@@ -128,7 +129,7 @@ pub fn diverged_ids(dir: &Path) -> PolarsResult<BTreeSet<String>> {
     Ok(id
         .iter()
         .zip(status.iter())
-        .filter(|(_, s)| *s == Some("diverged"))
+        .filter(|(_, s)| *s == Some(Status::Diverged.as_str()))
         .filter_map(|(i, _)| i.map(String::from))
         .collect())
 }

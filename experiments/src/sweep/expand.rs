@@ -103,6 +103,28 @@ impl Spec {
     }
 }
 
+impl Spec {
+    /// Checks that the text files of `runs` exist (a missing one would fail every run that
+    /// reads it), before any run starts.
+    pub fn check_texts(&self, runs: &[PlannedRun]) -> Result<(), SpecError> {
+        let texts: BTreeSet<&std::path::Path> = runs
+            .iter()
+            .filter_map(|r| r.config.text.as_deref())
+            .collect();
+        match texts.into_iter().find(|t| !t.is_file()) {
+            Some(text) => Err(SpecError::new(
+                self.origin_of("text"),
+                SpecErrorKind::Value,
+                format!(
+                    "the text file {} (key 'text') does not exist or is not a file",
+                    text.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The runs of shard `i` of `n`: every `n`-th run from the `i`-th, so shards are balanced
 /// across the grid and disjoint, and together hold every run.
 pub fn shard(runs: &[PlannedRun], i: usize, n: usize) -> Vec<&PlannedRun> {

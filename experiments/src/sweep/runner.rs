@@ -192,9 +192,7 @@ fn run_one(
                 "host": crate::fs::host(),
                 "gradlab_version": prov.gradlab_version,
                 "git_commit": prov.git_commit,
-                "unix_time": std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                "unix_time": crate::fs::unix_time(),
             });
             let text = serde_json::to_string_pretty(&record).expect("json serializes");
             match crate::fs::write_bytes_atomic(&path, text.as_bytes()) {

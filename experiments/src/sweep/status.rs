@@ -116,19 +116,14 @@ impl SweepStatus {
     }
 }
 
-/// The folders gradlab writes in a results folder: the folder itself, the tables, `failed`,
-/// `checkpoints`, `report` and `slurm`.
+/// The folders gradlab writes in a results folder: the folder itself, those of its runs
+/// ([`store::RUN_FOLDERS`]), `report` and `slurm`.
 pub fn folders(dir: &Path) -> Vec<PathBuf> {
-    let subs = store::TABLES
-        .iter()
-        .chain(&["failed", "checkpoints", "report", "slurm"]);
+    let subs = store::RUN_FOLDERS.iter().chain(&["report", "slurm"]);
     std::iter::once(dir.to_path_buf())
         .chain(subs.map(|s| dir.join(s)))
         .collect()
 }
-
-/// The subfolders a run writes into (checked before a sweep starts).
-pub const RUN_FOLDERS: [&str; 5] = ["runs", "steps", "flow", "failed", "checkpoints"];
 
 /// Writes `sweep.toml` (the spec as run) and `manifest.json` (what ran it, where) into `dir`.
 pub fn write_spec_and_manifest(
@@ -150,9 +145,7 @@ pub fn write_spec_and_manifest(
         "jobs": jobs,
         "shard": shard,
         "command": std::env::args().collect::<Vec<_>>(),
-        "unix_time": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        "unix_time": crate::fs::unix_time(),
     });
     let text = serde_json::to_string_pretty(&manifest).expect("json serializes") + "\n";
     crate::fs::write_bytes_atomic(&dir.join("manifest.json"), text.as_bytes())

@@ -66,6 +66,16 @@ impl TaskKind {
         }
     }
 
+    /// Whether the task metric is the evaluation loss itself (the adding problem's MSE).
+    pub fn metric_is_loss(self) -> bool {
+        self == TaskKind::Adding
+    }
+
+    /// Whether the task has a success criterion (charlm has none).
+    pub fn has_criterion(self) -> bool {
+        self.success(0.0).is_some()
+    }
+
     /// The loss the task trains with.
     pub fn loss(self) -> LossKind {
         match self {
@@ -145,13 +155,6 @@ pub enum LossKind {
     CrossEntropy,
 }
 
-/// Why a task cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error(transparent)]
-    Text(#[from] TextError),
-}
-
 /// A task ready to produce batches.
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -166,12 +169,10 @@ pub struct Task {
 
 impl Task {
     /// Sets up task `kind` (reads the text of charlm from `text`).
-    pub fn new(kind: TaskKind, seq_len: usize, text: Option<&Path>) -> Result<Self, TaskError> {
+    pub fn new(kind: TaskKind, seq_len: usize, text: Option<&Path>) -> Result<Self, TextError> {
         let corpus = match (kind, text) {
             (TaskKind::Charlm, Some(path)) => Some(Corpus::load(path, seq_len)?),
-            (TaskKind::Charlm, None) => {
-                return Err(TextError::Missing.into());
-            }
+            (TaskKind::Charlm, None) => return Err(TextError::Missing),
             (TaskKind::Hello, _) => Some(synthetic::hello_corpus()),
             _ => None,
         };

@@ -30,8 +30,7 @@ pub struct Diagnostics {
     bp: Backprop,
     /// The full-BPTT gradient, then the probe's.
     grads: Vec<f32>,
-    /// The last probe's flow `[L][len]` and `len`.
-    probe: Vec<f32>,
+    /// Time steps of the last probe, whose flow `bp` still holds (0: none yet).
     probe_len: usize,
 }
 
@@ -41,7 +40,6 @@ impl Diagnostics {
         Diagnostics {
             bp: Backprop::new(model.stack, t, b),
             grads: vec![0.0; model.params.len()],
-            probe: Vec::with_capacity(model.stack.layers * t),
             probe_len: 0,
         }
     }
@@ -91,16 +89,14 @@ impl Diagnostics {
             &mut self.grads,
             &mut acc,
         );
-        self.probe.clear();
-        self.probe.extend_from_slice(self.bp.flow());
         self.probe_len = t;
-        push_flow(flow, row.step, &self.probe, t, FlowSource::Probe);
+        push_flow(flow, row.step, self.bp.flow(), t, FlowSource::Probe);
         layer_stats(ctx, ws, row);
     }
 
     /// The last probe's flow `[L][len]` and `len` (len 0 before the first).
     pub fn last_probe(&self) -> (&[f32], usize) {
-        (&self.probe, self.probe_len)
+        (self.bp.flow(), self.probe_len)
     }
 }
 

@@ -186,9 +186,11 @@ pub struct Engine {
     state: State,
     start: State,
     scratch: State,
-    /// The flow of the last chunk with a loss, `[L][flow_len]`.
-    flow: Vec<f32>,
+    /// Time steps of the last chunk with a loss, whose flow `bp` still holds (0: none yet).
     flow_len: usize,
+    /// The window this engine was sized for: T time steps of batch B.
+    t: usize,
+    b: usize,
 }
 
 impl Engine {
@@ -208,8 +210,9 @@ impl Engine {
             state: State::zeros(stack, b),
             start: State::zeros(stack, b),
             scratch: State::zeros(stack, b),
-            flow: Vec::with_capacity(stack.layers * t),
             flow_len: 0,
+            t,
+            b,
         }
     }
 
@@ -228,15 +231,23 @@ impl Engine {
         &mut self.grads
     }
 
-    /// ‖∂L/∂h_t‖ of the last chunk with a loss, `[L][len]`, and `len`.
+    /// ‖∂L/∂h_t‖ of the last chunk with a loss, `[L][len]`, and `len` (0 before any).
     pub fn flow(&self) -> (&[f32], usize) {
-        (&self.flow, self.flow_len)
+        (self.bp.flow(), self.flow_len)
     }
 
     /// The loss of `batch` and its truncated gradient (into [`Engine::grads`]), from the
     /// carried state, which it then advances (or resets, for tasks that do not carry it).
+    ///
+    /// # Panics
+    /// If the batch is not of the T time steps and B sequences the engine was made for.
     pub(crate) fn window(&mut self, ctx: Ctx<'_>, batch: &Batch) -> MetricAcc {
         let (t, b) = (batch.time_steps, batch.batch);
+        assert_eq!(
+            (t, b),
+            (self.t, self.b),
+            "a training window must have the (time steps, batch) the engine was made for"
+        );
         let (k1, k2) = (self.k1.min(t), self.k2.min(t));
         let scale = 1.0 / batch.loss_terms().max(1) as f32;
         let with_loss = batch.targets.loss_range(t, b);
@@ -323,8 +334,6 @@ impl Engine {
         };
         self.bp
             .loss_grad(ctx, &mut self.chunk, s, scale, &mut self.grads, acc);
-        self.flow.clear();
-        self.flow.extend_from_slice(self.bp.flow());
         self.flow_len = self.chunk.steps();
     }
 

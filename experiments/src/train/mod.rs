@@ -23,7 +23,7 @@ use gradlab_kernels::{Par, StackShape};
 use crate::config::{Clip, ConfigError, RunConfig};
 use crate::model::init::initialize;
 use crate::model::{kernel_cell, Model};
-use crate::task::{Batch, Task, TaskError};
+use crate::task::{Batch, Task, TextError};
 use diagnostics::{decay_rate, Diagnostics};
 use engine::{Ctx, Engine};
 use eval::{Evaluator, FINAL_EVAL_SEQUENCES};
@@ -36,7 +36,7 @@ pub enum TrainError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Task(#[from] TaskError),
+    Text(#[from] TextError),
 }
 
 /// Trains one model on one task.
@@ -84,6 +84,7 @@ impl Trainer {
     /// Floating-point work of one update (forward and backward of the stack).
     pub fn flops_per_update(&self) -> f64 {
         self.model
+            .stack
             .train_flops(self.task.time_steps(), self.cfg.batch)
     }
 
