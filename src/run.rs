@@ -209,7 +209,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         o.clip_fraction, o.decay_rate
     );
     println!(
-        "results: {}/{{runs,steps,flow}}/{id}.parquet, checkpoint: {}",
+        "results: {}/{{runs,steps,layers,flow}}/{id}.parquet, checkpoint: {}",
         dir.display(),
         ck.display()
     );

@@ -41,7 +41,7 @@ fn run_writes_parquet_results_and_a_checkpoint() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
     assert!(stdout.contains(": ok after 40 updates"), "{stdout}");
-    for sub in ["runs", "steps", "flow", "checkpoints"] {
+    for sub in ["runs", "steps", "layers", "flow", "checkpoints"] {
         assert_eq!(files(&out, sub).len(), 1, "{sub}: {:?}", files(&out, sub));
     }
     let runs = read_parquet(&files(&out, "runs")[0]).unwrap();

@@ -7,8 +7,8 @@
 //! values with a message that names the key, the value and what is allowed.
 //!
 //! [`RunConfig::identity_toml`] is the canonical form a run's identity is hashed from: keys at
-//! their default value are left out, so adding a key with a default never changes an existing
-//! run's identity.
+//! their default value and the [`LABEL_KEYS`] are left out, so adding a key with a default
+//! never changes an existing run's identity.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -322,6 +322,37 @@ impl Serialize for Truncation {
     }
 }
 
+/// Free labels of a run: `tags = ["baseline", "v2"]` in TOML, `--tags baseline,v2` on the
+/// command line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Tags(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Tags {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            List(Vec<String>),
+            Str(String),
+        }
+        let repr = Repr::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected a list of strings, e.g. [\"baseline\", \"v2\"], or a comma-separated string",
+            )
+        })?;
+        Ok(Tags(match repr {
+            Repr::List(tags) => tags,
+            Repr::Str(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+        }))
+    }
+}
+
 impl<'de> Deserialize<'de> for Truncation {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -406,7 +437,16 @@ run_config! {
     eval_every: usize = 500, "updates between evaluations";
     eval_sequences: usize = 1000, "sequences per evaluation (the final one uses at least 10,000)";
     seed: u64 = 0, "seed of initialisation and data";
+    /// Labels recorded in the `runs` table; not part of the run's identity.
+    tags: Tags = Tags::default(), "labels: a list, or comma-separated (recorded, not part of run_id)";
+    /// A free-text note recorded in the `runs` table; not part of the run's identity.
+    note: String = String::new(), "free-text note (recorded, not part of run_id)";
 }
+
+/// Keys that describe a run without changing it: recorded in the `runs` table, left out of
+/// [`RunConfig::identity_toml`] (so relabelling finished runs does not run them again), and
+/// never sweep axes.
+pub const LABEL_KEYS: [&str; 2] = ["tags", "note"];
 
 impl RunConfig {
     /// Parses a TOML run configuration (unknown keys are errors).
@@ -432,7 +472,9 @@ impl RunConfig {
     /// is. (Changing a default would change what an existing identity means: defaults are part
     /// of the results' contract and pinned by a test.)
     pub fn identity_toml(&self) -> String {
-        identity_toml(&self.to_table(), &RunConfig::default().to_table())
+        let mut values = self.to_table();
+        values.retain(|k, _| !LABEL_KEYS.contains(&k));
+        identity_toml(&values, &RunConfig::default().to_table())
     }
 
     /// The value of `key` in its canonical display form (`norm:1` and `norm:1.0` alike),

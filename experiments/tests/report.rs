@@ -94,6 +94,7 @@ fn record(i: usize) -> RunRecord {
             clip_fraction: 0.1 * (i % 4) as f64,
             decay_rate: -0.1 * (i + 1) as f64,
             steps: if diverged { 151 } else { 300 },
+            started_at: std::time::SystemTime::UNIX_EPOCH,
             wall_seconds: 1.0,
             steps_per_sec: 300.0,
         },

@@ -26,14 +26,15 @@ fn prov() -> Provenance {
 }
 
 #[test]
-fn a_run_writes_the_three_tables_with_the_documented_columns() {
+fn a_run_writes_the_four_tables_with_the_documented_columns() {
     let dir = tmpdir("tables");
     let cfg = RunConfig::from_toml("task = 'temporal-order'\nseq_len = 20\ncell = 'lstm'\nhidden = 8\ndepth = 2\nsteps = 12\nlog_every = 5\neval_every = 10\neval_sequences = 20\ntruncation = 6\n").unwrap();
     let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
     let id = run_id(&cfg);
     store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
     assert_eq!(id, run_id(&cfg));
-    let [runs, steps, flow] = store::run_paths(&dir, &id).map(|p| read_parquet(&p).unwrap());
+    let [runs, steps, layers, flow] =
+        store::run_paths(&dir, &id).map(|p| read_parquet(&p).unwrap());
     assert_eq!(runs.height(), 1);
     for col in [
         "run_id",
@@ -47,11 +48,17 @@ fn a_run_writes_the_three_tables_with_the_documented_columns() {
         "best_loss",
         "metric",
         "success",
+        "success_op",
+        "success_threshold",
         "diverged_at_step",
         "clip_fraction",
         "decay_rate",
         "steps",
         "steps_completed",
+        "started_at",
+        "host",
+        "tags",
+        "note",
         "wall_seconds",
         "steps_per_sec",
         "isa",
@@ -91,18 +98,34 @@ fn a_run_writes_the_three_tables_with_the_documented_columns() {
         "grad_norm_clipped",
         "clipped",
         "lr",
-        "grad_norm_l0",
-        "grad_norm_l1",
         "eval_loss",
         "eval_metric",
         "trunc_cosine",
         "trunc_norm_ratio",
-        "sigma_max_l1",
-        "spectral_radius_l0",
-        "forget_mean_l1",
     ] {
         assert!(steps.column(col).is_ok(), "steps lacks {col}");
     }
+    // Per-layer quantities are rows of `layers`: 5 logged steps x 2 layers.
+    assert_eq!(layers.height(), 5 * 2);
+    let layer: Vec<i64> = layers
+        .column("layer")
+        .unwrap()
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .collect();
+    assert_eq!(layer, [0, 1].repeat(5));
+    assert_eq!(layers.column("grad_norm").unwrap().null_count(), 0);
+    // Diagnostics at the 4 logged steps, not at the evaluation-only step 9.
+    for col in ["sigma_max", "forget_mean", "forget_saturation"] {
+        let c = layers.column(col).unwrap();
+        assert_eq!(c.null_count(), 2, "layers.{col}: nulls other than step 9's");
+    }
+    assert_eq!(
+        layers.column("spectral_radius").unwrap().null_count(),
+        10,
+        "an LSTM's W_hh is not square"
+    );
     // Probe rows cover every lag of the 20-step window, train rows the 6 of the truncation.
     assert_eq!(
         count_source(&flow, "probe"),
@@ -115,7 +138,7 @@ fn a_run_writes_the_three_tables_with_the_documented_columns() {
         "the last window of k = 6 steps"
     );
     // No temporary file is left behind.
-    for t in ["runs", "steps", "flow"] {
+    for t in store::TABLES {
         let names: Vec<_> = std::fs::read_dir(dir.join(t))
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -176,4 +199,89 @@ fn a_failed_write_leaves_no_file_and_no_temporary() {
         0,
         "nothing may remain"
     );
+}
+
+/// Regression (issue 13): a sweep over depth wrote `grad_norm_l1` and friends only for its
+/// deeper runs, so `steps/*.parquet` had files of different schemas and DuckDB, polars and
+/// pyarrow failed or dropped columns on the glob. Every table's schema is now the same for any
+/// depth and cell.
+#[test]
+fn every_file_of_a_table_has_the_same_schema() {
+    let dir = tmpdir("schemas");
+    let mut ids = Vec::new();
+    for (cell, depth) in [("rnn", 1), ("lstm", 3)] {
+        let cfg = RunConfig::from_toml(&format!(
+            "cell = '{cell}'\ndepth = {depth}\nseq_len = 8\nhidden = 4\nsteps = 3\nlog_every = 1\neval_sequences = 4\n"
+        ))
+        .unwrap();
+        let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
+        let id = run_id(&cfg);
+        store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
+        ids.push(id);
+    }
+    let [a, b] = [&ids[0], &ids[1]].map(|id| store::run_paths(&dir, id));
+    for (pa, pb) in a.iter().zip(&b) {
+        let (sa, sb) = (
+            read_parquet(pa).unwrap().schema().clone(),
+            read_parquet(pb).unwrap().schema().clone(),
+        );
+        assert_eq!(sa, sb, "{} and {} differ", pa.display(), pb.display());
+    }
+}
+
+/// The runs table states numeric forms of the string-valued axes, the task's criterion and
+/// when and where the run ran; `tags` and `note` are recorded but leave `run_id` unchanged.
+#[test]
+fn runs_record_numeric_axes_criterion_and_labels() {
+    let dir = tmpdir("runs-columns");
+    let base = "seq_len = 8\nhidden = 4\nsteps = 2\neval_sequences = 4\n";
+    let mut cfg = RunConfig::from_toml(base).unwrap();
+    cfg.set("truncation", "full").unwrap();
+    cfg.set("clip", "value:2.5").unwrap();
+    let unlabelled = run_id(&cfg);
+    cfg.set("tags", "baseline, v2").unwrap();
+    cfg.set("note", "first try").unwrap();
+    assert_eq!(run_id(&cfg), unlabelled, "labels changed the run id");
+    let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
+    let id = run_id(&cfg);
+    store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
+    let runs = read_parquet(&store::run_paths(&dir, &id)[0]).unwrap();
+    let get = |c: &str| runs.column(c).unwrap().get(0).unwrap().into_static();
+    assert_eq!(get("truncation_k"), AnyValue::Null);
+    assert_eq!(get("clip_kind").str_value(), "value");
+    assert_eq!(get("clip_threshold"), AnyValue::Float64(2.5));
+    assert_eq!(get("success_op").str_value(), "<");
+    assert_eq!(get("success_threshold"), AnyValue::Float64(0.01));
+    let tags = runs
+        .column("tags")
+        .unwrap()
+        .list()
+        .unwrap()
+        .get_as_series(0);
+    let tags = tags.unwrap();
+    let tags: Vec<_> = tags.str().unwrap().iter().collect();
+    assert_eq!(tags, [Some("baseline"), Some("v2")]);
+    assert_eq!(get("note").str_value(), "first try");
+    assert_eq!(
+        get("host").str_value(),
+        gradlab_experiments::fs::host().as_str()
+    );
+    let started = get("started_at").str_value().to_string();
+    let t = humantime::parse_rfc3339(&started).expect("started_at is RFC 3339");
+    let age = std::time::SystemTime::now().duration_since(t).unwrap();
+    assert!(age.as_secs() < 600, "started_at {started} is not now");
+
+    let mut truncated = cfg.clone();
+    truncated.set("truncation", "7").unwrap();
+    truncated.set("clip", "none").unwrap();
+    let rec = Trainer::new(truncated.clone(), Par::Seq)
+        .unwrap()
+        .run(|_, _| {});
+    let id = run_id(&truncated);
+    store::write_run(&dir, &id, &truncated, &rec, &prov()).unwrap();
+    let runs = read_parquet(&store::run_paths(&dir, &id)[0]).unwrap();
+    let get = |c: &str| runs.column(c).unwrap().get(0).unwrap().into_static();
+    assert_eq!(get("truncation_k"), AnyValue::Int64(7));
+    assert_eq!(get("clip_kind").str_value(), "none");
+    assert_eq!(get("clip_threshold"), AnyValue::Null);
 }

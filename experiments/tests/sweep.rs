@@ -165,7 +165,7 @@ fn the_defaults_behind_run_ids_are_pinned() {
          hidden = 50\ndepth = 1\nbatch = 20\nsteps = 2000\noptimizer = \"sgd\"\nlr = 0.01\n\
          momentum = 0.0\nnesterov = false\nlr_schedule = \"constant\"\ntruncation = \"full\"\n\
          clip = \"norm:1\"\ninit = \"default\"\nforget_bias = 1.0\nlog_every = 50\n\
-         eval_every = 500\neval_sequences = 1000\nseed = 0\n"
+         eval_every = 500\neval_sequences = 1000\nseed = 0\ntags = []\nnote = \"\"\n"
     );
 }
 
@@ -228,4 +228,34 @@ fn spec_errors_carry_their_kind() {
         assert_eq!(err.kind, kind, "{text:?}: {err}");
     }
     assert_eq!(parse_shard("3/2").unwrap_err().kind, SpecErrorKind::Shard);
+}
+
+/// `tags` and `note` label runs without entering `run_id`, so sweeping them would give several
+/// runs one id: refused with a message that says to set them in `[base]`; in `[base]` they are
+/// recorded and leave every id as it was.
+#[test]
+fn labels_are_not_axes_and_do_not_change_ids() {
+    let err = Spec::parse(
+        "name = 'a'\nseeds = [0]\n[grid]\ntags = ['x', 'y']\n",
+        "s.toml",
+    )
+    .unwrap_err();
+    assert_eq!(err.kind, SpecErrorKind::Axis, "{err}");
+    assert!(err.to_string().contains("set them in [base]"), "{err}");
+    let plain = Spec::parse("name = 'a'\nseeds = [0, 1]\n", "s.toml")
+        .unwrap()
+        .expand()
+        .unwrap();
+    let labelled = Spec::parse(
+        "name = 'a'\nseeds = [0, 1]\n[base]\ntags = ['x', 'y']\nnote = 'why'\n",
+        "s.toml",
+    )
+    .unwrap()
+    .expand()
+    .unwrap();
+    let ids = |runs: &[gradlab_experiments::sweep::PlannedRun]| {
+        runs.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&plain), ids(&labelled));
+    assert_eq!(labelled[0].config.tags.0, ["x", "y"]);
 }

@@ -18,9 +18,10 @@ fn train(cfg: RunConfig, par: Par) -> RunRecord {
     Trainer::new(cfg, par).expect("valid config").run(|_, _| {})
 }
 
-/// Everything but wall time and steps/s.
+/// Everything but start time, wall time and steps/s.
 fn without_timing(mut r: RunRecord) -> RunRecord {
     (r.outcome.wall_seconds, r.outcome.steps_per_sec) = (0.0, 0.0);
+    r.outcome.started_at = std::time::SystemTime::UNIX_EPOCH;
     r
 }
 

@@ -73,28 +73,25 @@ pub fn sweep_ok(args: &[&str]) -> String {
     text(&o.stdout)
 }
 
-/// A table sorted by its key columns, without the timing columns: the columns that must not
+/// A table sorted by its key columns, without the volatile columns: the columns that must not
 /// depend on how, where or in how many pieces a sweep ran.
 #[allow(dead_code)]
 pub fn metrics(dir: &Path, table: &str) -> DataFrame {
     let df = read_table(dir, table)
         .unwrap()
         .expect("the table has files");
-    let by: &[&str] = match table {
-        "runs" => &["run_id"],
-        "steps" => &["run_id", "step"],
-        _ => &["run_id", "step", "source", "layer", "lag"],
-    };
-    let mut df = df.sort(by, SortMultipleOptions::default()).unwrap();
-    for timing in ["wall_seconds", "steps_per_sec"] {
-        if df.column(timing).is_ok() {
-            df = df.drop(timing).unwrap();
+    let mut df = df
+        .sort(store::key_columns(table), SortMultipleOptions::default())
+        .unwrap();
+    for volatile in store::VOLATILE_COLUMNS {
+        if df.column(volatile).is_ok() {
+            df = df.drop(volatile).unwrap();
         }
     }
     df
 }
 
-/// The three tables of two results folders hold the same metric values.
+/// The tables of two results folders hold the same metric values.
 #[allow(dead_code)]
 pub fn assert_same_results(a: &Path, b: &Path) {
     for table in store::TABLES {

@@ -8,7 +8,7 @@ use polars::prelude::*;
 
 use super::read::{parts, read_parquet, read_table};
 use super::write::write_parquet;
-use super::{StoreError, TABLES};
+use super::{key_columns, StoreError, TABLES};
 
 /// The file [`compact`] merges a table's parts into, beside them in the table's folder (so a
 /// reader of `<table>/*.parquet` reads it too).
@@ -46,12 +46,10 @@ pub fn compact(dir: &Path) -> Result<Vec<Compacted>, StoreError> {
             0
         };
         let df = read_table(dir, table)?.expect("the table has parts");
-        let by: &[&str] = match table {
-            "runs" => &["run_id"],
-            "steps" => &["run_id", "step"],
-            _ => &["run_id", "step", "source", "layer", "lag"],
-        };
-        let df = df.sort(by, SortMultipleOptions::default().with_maintain_order(true))?;
+        let df = df.sort(
+            key_columns(table),
+            SortMultipleOptions::default().with_maintain_order(true),
+        )?;
         let rows = df.height();
         write_parquet(&path, df).map_err(|e| StoreError::io(&path, e))?;
         let reread = read_parquet(&path)?.height();

@@ -2,10 +2,13 @@
 //! the Parquet tables a run [`write`]s, [`read`]ing them back whole, and [`compact`]ing a
 //! folder's per-run parts into one file per table.
 //!
-//! One run writes `steps/<run_id>.parquet`, `flow/<run_id>.parquet` and, last, the completion
-//! marker `runs/<run_id>.parquet`, each atomically ([`crate::fs::write_atomic`]), so a reader
-//! never sees a partial file. Columns use plain Parquet types (int64, float64, boolean, string;
-//! nullable where a value can be missing), readable as-is by polars, pyarrow and DuckDB.
+//! One run writes `steps/<run_id>.parquet`, `layers/<run_id>.parquet`, `flow/<run_id>.parquet`
+//! and, last, the completion marker `runs/<run_id>.parquet`, each atomically
+//! ([`crate::fs::write_atomic`]), so a reader never sees a partial file. Columns use plain
+//! Parquet types (int64, float64, boolean, string annotated as Arrow `large_string`; nullable
+//! where a value can be missing, required for the key columns), and every file of a table has
+//! the same schema whatever the run's depth (per-layer quantities are rows of `layers`), so
+//! `<table>/*.parquet` reads as-is in polars, pyarrow, pandas and DuckDB.
 
 pub mod compact;
 pub mod read;
@@ -19,11 +22,25 @@ pub use compact::{compact, Compacted, COMPACTED};
 pub use read::{completed_ids, diverged_ids, parts, read_parquet, read_table};
 pub use write::write_run;
 
-/// The tables of a results folder, one subfolder each.
-pub const TABLES: [&str; 3] = ["runs", "steps", "flow"];
+/// The tables of a results folder, one subfolder each; `runs` (the completion marker) first.
+pub const TABLES: [&str; 4] = ["runs", "steps", "layers", "flow"];
 
 /// The folders one run writes into: the tables, `failed` and `checkpoints`.
-pub const RUN_FOLDERS: [&str; 5] = ["runs", "steps", "flow", "failed", "checkpoints"];
+pub const RUN_FOLDERS: [&str; 6] = ["runs", "steps", "layers", "flow", "failed", "checkpoints"];
+
+/// The columns that identify a row of `table`, in sort order.
+pub fn key_columns(table: &str) -> &'static [&'static str] {
+    match table {
+        "runs" => &["run_id"],
+        "steps" => &["run_id", "step"],
+        "layers" => &["run_id", "step", "layer"],
+        _ => &["run_id", "step", "source", "layer", "lag"],
+    }
+}
+
+/// Columns of `runs` that say when, where and how fast a run ran, not what it computed: two
+/// runs of one configuration agree on every other column.
+pub const VOLATILE_COLUMNS: [&str; 4] = ["started_at", "host", "wall_seconds", "steps_per_sec"];
 
 /// The checkpoint of run `id` in `dir`.
 pub fn checkpoint_path(dir: &Path, id: &str) -> PathBuf {
@@ -31,7 +48,7 @@ pub fn checkpoint_path(dir: &Path, id: &str) -> PathBuf {
 }
 
 /// The paths of one run's files under `dir`, in the order of [`TABLES`].
-pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 3] {
+pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 4] {
     TABLES.map(|t| dir.join(t).join(format!("{id}.parquet")))
 }
 

@@ -58,8 +58,9 @@ pub fn completed_ids(dir: &Path) -> PolarsResult<BTreeSet<String>> {
 
 /// Reads one table of a results folder whole: every part file, and the rows of the compacted
 /// file whose run has no part file (a part is newer: a compaction killed before it removed the
-/// parts it merged leaves both). Runs whose tables have different columns (the per-layer
-/// columns of `steps`) are aligned, with nulls where a run has no such column. `None` when the
+/// parts it merged leaves both). Runs whose tables have different columns (folders written by
+/// older builds: `steps` had per-layer columns, `runs` fewer columns) are aligned, with nulls
+/// where a run has no such column. `None` when the
 /// table has no file at all.
 pub fn read_table(dir: &Path, table: &str) -> PolarsResult<Option<DataFrame>> {
     let parts = parts(dir, table)?;

@@ -1,29 +1,75 @@
 //! Writing one run's tables: `steps` and `flow` first, the `runs` row (the completion marker)
 //! last, each file atomically.
 
+use std::io::Write;
 use std::path::Path;
 
+use polars::io::parquet::write::get_encodings;
 use polars::prelude::*;
+use polars_parquet::write::{
+    CompressionOptions, FileWriter, RowGroupIterator, StatisticsOptions, Version, WriteOptions,
+};
 
 use super::{run_paths, Provenance};
-use crate::config::{RunConfig, KEYS};
+use crate::config::{Clip, RunConfig, Truncation, KEYS};
 use crate::fs::write_atomic;
 use crate::train::record::{FlowRow, RunRecord, StepRow};
 
+/// Columns that identify a row: written as required (non-null) Parquet fields.
+const KEY_COLUMNS: [&str; 5] = ["run_id", "step", "layer", "lag", "source"];
+
+/// Rows per Parquet row group (polars' default).
+const ROW_GROUP: usize = 512 * 512;
+
+/// Writes `df` as one Parquet file, atomically.
+///
+/// polars' own `ParquetWriter` declares strings with Arrow's `string_view` type, which pyarrow
+/// can read but not filter, sort or join on, and marks every column nullable. This writer goes
+/// through polars-parquet with the oldest Arrow compatibility level instead: strings are
+/// `large_string`, and the [`KEY_COLUMNS`] are required fields.
 pub(super) fn write_parquet(path: &Path, mut df: DataFrame) -> std::io::Result<()> {
     write_atomic(path, |f| {
-        ParquetWriter::new(f)
-            .finish(&mut df)
-            .map(|_| ())
-            .map_err(std::io::Error::other)
+        write_frame(f, &mut df).map_err(std::io::Error::other)
     })
+}
+
+fn write_frame(file: &mut std::fs::File, df: &mut DataFrame) -> PolarsResult<()> {
+    let compat = CompatLevel::oldest();
+    let mut schema = df.schema().to_arrow(compat);
+    for field in schema.iter_values_mut() {
+        if KEY_COLUMNS.contains(&field.name.as_str()) {
+            assert_eq!(
+                df.column(&field.name)?.null_count(),
+                0,
+                "key column {} has nulls",
+                field.name
+            );
+            field.is_nullable = false;
+        }
+    }
+    let options = WriteOptions {
+        statistics: StatisticsOptions::default(),
+        compression: CompressionOptions::Zstd(None),
+        version: Version::V1,
+        data_page_size: None,
+    };
+    let chunked = polars::frame::chunk_df_for_writing(df, ROW_GROUP)?;
+    let batches = chunked.iter_chunks(compat, false).map(Ok);
+    let row_groups = RowGroupIterator::try_new(batches, &schema, options, get_encodings(&schema))?;
+    let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), schema, options)?;
+    for group in row_groups {
+        writer.write(u64::MAX, group?)?;
+    }
+    writer.end(None)?;
+    writer.into_inner().flush()?;
+    Ok(())
 }
 
 fn frame(columns: Vec<Column>) -> DataFrame {
     DataFrame::new_infer_height(columns).expect("columns of one table have equal lengths")
 }
 
-/// Writes the three tables of one run, the `runs` row last.
+/// Writes the tables of one run, the `runs` row last.
 pub fn write_run(
     dir: &Path,
     id: &str,
@@ -31,31 +77,18 @@ pub fn write_run(
     record: &RunRecord,
     prov: &Provenance,
 ) -> std::io::Result<()> {
-    let [runs, steps, flow] = run_paths(dir, id);
-    write_parquet(&steps, steps_frame(id, &record.logged, cfg.depth))?;
+    let [runs, steps, layers, flow] = run_paths(dir, id);
+    write_parquet(&steps, steps_frame(id, &record.logged))?;
+    write_parquet(&layers, layers_frame(id, &record.logged, cfg.depth))?;
     write_parquet(&flow, flow_frame(id, &record.flow))?;
     write_parquet(&runs, runs_frame(id, cfg, record, prov))
 }
 
-fn per_layer(
-    rows: &[StepRow],
-    layers: usize,
-    get: impl Fn(&StepRow) -> &Vec<Option<f64>>,
-) -> Vec<Vec<Option<f64>>> {
-    (0..layers)
-        .map(|l| {
-            rows.iter()
-                .map(|r| get(r).get(l).copied().flatten())
-                .collect()
-        })
-        .collect()
-}
-
-fn steps_frame(id: &str, rows: &[StepRow], layers: usize) -> DataFrame {
+fn steps_frame(id: &str, rows: &[StepRow]) -> DataFrame {
     let n = rows.len();
     let col = |name: &str, v: Vec<f64>| Column::new(name.into(), v);
     let opt = |name: &str, v: Vec<Option<f64>>| Column::new(name.into(), v);
-    let mut cols = vec![
+    frame(vec![
         Column::new("run_id".into(), vec![id; n]),
         Column::new(
             "step".into(),
@@ -82,32 +115,40 @@ fn steps_frame(id: &str, rows: &[StepRow], layers: usize) -> DataFrame {
             "trunc_norm_ratio",
             rows.iter().map(|r| r.trunc_norm_ratio).collect(),
         ),
-    ];
-    for l in 0..layers {
-        cols.push(col(
-            &format!("grad_norm_l{l}"),
-            rows.iter()
-                .map(|r| r.grad_norm_layers.get(l).copied().unwrap_or(f64::NAN))
-                .collect(),
-        ));
-    }
-    for (name, values) in [
-        (
-            "spectral_radius",
-            per_layer(rows, layers, |r| &r.spectral_radius),
+    ])
+}
+
+/// The per-layer quantities of each logged update, one row per (step, layer).
+fn layers_frame(id: &str, rows: &[StepRow], layers: usize) -> DataFrame {
+    let cells = || rows.iter().flat_map(|r| (0..layers).map(move |l| (r, l)));
+    let n = rows.len() * layers;
+    let opt = |name: &str, get: fn(&StepRow) -> &Vec<Option<f64>>| {
+        let v: Vec<Option<f64>> = cells()
+            .map(|(r, l)| get(r).get(l).copied().flatten())
+            .collect();
+        Column::new(name.into(), v)
+    };
+    frame(vec![
+        Column::new("run_id".into(), vec![id; n]),
+        Column::new(
+            "step".into(),
+            cells().map(|(r, _)| r.step as i64).collect::<Vec<_>>(),
         ),
-        ("sigma_max", per_layer(rows, layers, |r| &r.sigma_max)),
-        ("forget_mean", per_layer(rows, layers, |r| &r.forget_mean)),
-        (
-            "forget_saturation",
-            per_layer(rows, layers, |r| &r.forget_saturation),
+        Column::new(
+            "layer".into(),
+            cells().map(|(_, l)| l as i64).collect::<Vec<_>>(),
         ),
-    ] {
-        for (l, v) in values.into_iter().enumerate() {
-            cols.push(opt(&format!("{name}_l{l}"), v));
-        }
-    }
-    frame(cols)
+        Column::new(
+            "grad_norm".into(),
+            cells()
+                .map(|(r, l)| r.grad_norm_layers.get(l).copied())
+                .collect::<Vec<_>>(),
+        ),
+        opt("spectral_radius", |r| &r.spectral_radius),
+        opt("sigma_max", |r| &r.sigma_max),
+        opt("forget_mean", |r| &r.forget_mean),
+        opt("forget_saturation", |r| &r.forget_saturation),
+    ])
 }
 
 fn flow_frame(id: &str, rows: &[FlowRow]) -> DataFrame {
@@ -138,30 +179,56 @@ fn flow_frame(id: &str, rows: &[FlowRow]) -> DataFrame {
 }
 
 /// One column per config key: strings for names and `clip`/`init`/`truncation`/`lr_schedule`,
-/// int64 for counts, float64 for rates, boolean for `nesterov`.
+/// int64 for counts, float64 for rates, boolean for `nesterov`, a list of strings for `tags`.
+/// The string-valued axes also get columns a plot can use (`truncation_k`, `clip_kind`,
+/// `clip_threshold`) right after them.
 fn config_columns(cfg: &RunConfig) -> Vec<Column> {
     let table = cfg.to_table();
-    KEYS.iter()
-        .map(|&key| {
-            let name: PlSmallStr = key.into();
-            match table.get(key) {
-                Some(toml::Value::String(s)) => Column::new(name, [s.as_str()]),
-                Some(toml::Value::Integer(i)) if key == "truncation" => {
-                    Column::new(name, [i.to_string()])
-                }
-                Some(toml::Value::Integer(i)) => Column::new(name, [*i]),
-                Some(toml::Value::Float(f)) => Column::new(name, [*f]),
-                Some(toml::Value::Boolean(b)) => Column::new(name, [*b]),
-                Some(other) => Column::new(name, [other.to_string()]),
-                None if key == "text" => Column::new(name, [None::<&str>]),
-                None => Column::new(name, [None::<i64>]),
+    let mut cols = Vec::new();
+    for &key in KEYS.iter() {
+        let name: PlSmallStr = key.into();
+        cols.push(match table.get(key) {
+            _ if key == "tags" => {
+                let tags = Series::new(PlSmallStr::EMPTY, &cfg.tags.0);
+                Column::new(name, [tags])
             }
-        })
-        .collect()
+            Some(toml::Value::String(s)) => Column::new(name, [s.as_str()]),
+            Some(toml::Value::Integer(i)) if key == "truncation" => {
+                Column::new(name, [i.to_string()])
+            }
+            Some(toml::Value::Integer(i)) => Column::new(name, [*i]),
+            Some(toml::Value::Float(f)) => Column::new(name, [*f]),
+            Some(toml::Value::Boolean(b)) => Column::new(name, [*b]),
+            Some(other) => Column::new(name, [other.to_string()]),
+            None if key == "text" => Column::new(name, [None::<&str>]),
+            None => Column::new(name, [None::<i64>]),
+        });
+        match key {
+            "truncation" => {
+                let steps = match cfg.truncation {
+                    Truncation::Full => None,
+                    Truncation::K(k) => Some(k as i64),
+                };
+                cols.push(Column::new("truncation_k".into(), [steps]));
+            }
+            "clip" => {
+                let (kind, threshold) = match cfg.clip {
+                    Clip::None => ("none", None),
+                    Clip::Norm(t) => ("norm", Some(f64::from(t))),
+                    Clip::Value(t) => ("value", Some(f64::from(t))),
+                };
+                cols.push(Column::new("clip_kind".into(), [kind]));
+                cols.push(Column::new("clip_threshold".into(), [threshold]));
+            }
+            _ => {}
+        }
+    }
+    cols
 }
 
 fn runs_frame(id: &str, cfg: &RunConfig, record: &RunRecord, prov: &Provenance) -> DataFrame {
     let o = &record.outcome;
+    let criterion = cfg.task.criterion();
     let mut cols = vec![
         Column::new("run_id".into(), [id]),
         Column::new("sweep".into(), [prov.sweep.as_str()]),
@@ -173,6 +240,11 @@ fn runs_frame(id: &str, cfg: &RunConfig, record: &RunRecord, prov: &Provenance) 
         Column::new("best_loss".into(), [o.best_loss]),
         Column::new("metric".into(), [o.metric]),
         Column::new("success".into(), [o.success]),
+        Column::new("success_op".into(), [criterion.map(|c| c.op())]),
+        Column::new(
+            "success_threshold".into(),
+            [criterion.map(|c| c.threshold())],
+        ),
         Column::new(
             "diverged_at_step".into(),
             [o.diverged_at_step.map(|s| s as i64)],
@@ -180,6 +252,11 @@ fn runs_frame(id: &str, cfg: &RunConfig, record: &RunRecord, prov: &Provenance) 
         Column::new("clip_fraction".into(), [o.clip_fraction]),
         Column::new("decay_rate".into(), [o.decay_rate]),
         Column::new("steps_completed".into(), [o.steps as i64]),
+        Column::new(
+            "started_at".into(),
+            [humantime::format_rfc3339_seconds(o.started_at).to_string()],
+        ),
+        Column::new("host".into(), [crate::fs::host()]),
         Column::new("wall_seconds".into(), [o.wall_seconds]),
         Column::new("steps_per_sec".into(), [o.steps_per_sec]),
         Column::new("isa".into(), [prov.isa.as_str()]),

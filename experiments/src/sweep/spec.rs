@@ -237,6 +237,12 @@ impl Spec {
         let fail = |p: Problem| p.at(origin.clone(), &prefix);
         let axis = |message: &str| fail(Problem::new(SpecErrorKind::Axis, message));
         check_key(key).map_err(fail)?;
+        if crate::config::LABEL_KEYS.contains(&key) {
+            return Err(axis(
+                "tags and note label runs without changing them (they are not part of run_id), \
+                 so they cannot be swept; set them in [base]",
+            ));
+        }
         if self.grid.iter().any(|a| a.key == key) {
             return Err(axis("this axis is given twice"));
         }

@@ -53,17 +53,21 @@ impl TaskKind {
         }
     }
 
-    /// Whether `metric` meets the task's success criterion (None: charlm has none): adding
-    /// MSE < 0.01, copy accuracy >= 0.99, temporal-order error < 1%, hello all correct. A NaN
-    /// metric (a diverged run) is no success.
-    pub fn success(self, metric: f64) -> Option<bool> {
+    /// The task's success criterion on its metric (None: charlm has none): adding MSE < 0.01,
+    /// copy accuracy >= 0.99, temporal-order error < 1%, hello all correct.
+    pub fn criterion(self) -> Option<Criterion> {
         match self {
-            TaskKind::Adding => Some(metric < 0.01),
-            TaskKind::Copy => Some(metric >= 0.99),
-            TaskKind::TemporalOrder => Some(metric < 0.01),
-            TaskKind::Hello => Some(metric == 1.0),
+            TaskKind::Adding | TaskKind::TemporalOrder => Some(Criterion::Below(0.01)),
+            TaskKind::Copy => Some(Criterion::AtLeast(0.99)),
+            TaskKind::Hello => Some(Criterion::AtLeast(1.0)),
             TaskKind::Charlm => None,
         }
+    }
+
+    /// Whether `metric` meets the task's [`criterion`](Self::criterion) (None: the task has
+    /// none). A NaN metric (a diverged run) is no success.
+    pub fn success(self, metric: f64) -> Option<bool> {
+        self.criterion().map(|c| c.holds(metric))
     }
 
     /// Whether the task metric is the evaluation loss itself (the adding problem's MSE).
@@ -73,7 +77,7 @@ impl TaskKind {
 
     /// Whether the task has a success criterion (charlm has none).
     pub fn has_criterion(self) -> bool {
-        self.success(0.0).is_some()
+        self.criterion().is_some()
     }
 
     /// The loss the task trains with.
@@ -81,6 +85,37 @@ impl TaskKind {
         match self {
             TaskKind::Adding => LossKind::Mse,
             _ => LossKind::CrossEntropy,
+        }
+    }
+}
+
+/// A success criterion: the task metric below, or at least, a threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Criterion {
+    Below(f64),
+    AtLeast(f64),
+}
+
+impl Criterion {
+    /// Whether `metric` meets the criterion (never for NaN).
+    pub fn holds(self, metric: f64) -> bool {
+        match self {
+            Criterion::Below(t) => metric < t,
+            Criterion::AtLeast(t) => metric >= t,
+        }
+    }
+
+    /// The comparison, as written in the `runs` table's `success_op` column.
+    pub fn op(self) -> &'static str {
+        match self {
+            Criterion::Below(_) => "<",
+            Criterion::AtLeast(_) => ">=",
+        }
+    }
+
+    pub fn threshold(self) -> f64 {
+        match self {
+            Criterion::Below(t) | Criterion::AtLeast(t) => t,
         }
     }
 }

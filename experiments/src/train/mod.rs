@@ -14,7 +14,7 @@ pub mod eval;
 pub mod optim;
 pub mod record;
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use gradlab_kernels::norm::{clip_global_norm, clip_value, global_norm};
 use gradlab_kernels::rng::SplitMix64;
@@ -118,7 +118,7 @@ impl Trainer {
     /// Trains for `cfg.steps` updates (or until divergence), evaluates, and returns the record.
     /// `on_update(step, loss)` is called after every update (progress reporting).
     pub fn run(&mut self, mut on_update: impl FnMut(usize, f64)) -> RunRecord {
-        let start = Instant::now();
+        let (start, started_at) = (Instant::now(), SystemTime::now());
         let (mut logged, mut flow) = (Vec::new(), Vec::new());
         let (mut clipped_updates, mut diverged_at, mut best_loss) = (0usize, None, f64::INFINITY);
         let mut updates = 0;
@@ -217,6 +217,7 @@ impl Trainer {
             clip_fraction: clipped_updates as f64 / updates.max(1) as f64,
             decay_rate: decay_rate(probe, s.layers, probe_len),
             steps: updates,
+            started_at,
             wall_seconds: wall,
             steps_per_sec: updates as f64 / wall,
         };

@@ -116,6 +116,8 @@ pub struct Outcome {
     pub decay_rate: f64,
     /// Updates done.
     pub steps: usize,
+    /// When training started (wall clock).
+    pub started_at: std::time::SystemTime,
     pub wall_seconds: f64,
     pub steps_per_sec: f64,
 }
