@@ -53,6 +53,30 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read f: {source}")]
+    struct Outer {
+        source: std::io::Error,
+    }
+
+    /// A source that its parent's message already shows is printed once, not twice.
+    #[test]
+    fn a_cause_shown_by_its_parent_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Outer { source: io }).context("loading the checkpoint");
+        assert_eq!(
+            error_message(&e),
+            "loading the checkpoint: cannot read f: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&plain), "outer: inner");
+    }
+}
+
 /// `KEY=VALUE` as its trimmed parts (`--set`, `--grid`).
 fn split_key_value(kv: &str) -> Option<(&str, &str)> {
     kv.split_once('=').map(|(k, v)| (k.trim(), v.trim()))
@@ -87,7 +111,27 @@ fn check_cpu() {
     }
 }
 
+/// The error and its causes as one line, `outer: inner: ...`, leaving out a cause whose text
+/// its parent already printed (an error that shows its source in its own message).
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message += ": ";
+        }
+        message += &text;
+    }
+    message
+}
+
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed stdout (`gradlab sweep ... --dry-run | head`) would make
+    // every println! panic; with the default action the process ends quietly, as Unix tools do.
+    sigpipe::reset();
     check_cpu();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
@@ -104,7 +148,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_message(&e));
             ExitCode::FAILURE
         }
     }

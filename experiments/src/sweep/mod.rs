@@ -47,13 +47,16 @@ pub enum SpecErrorKind {
     Shard,
 }
 
-/// A spec that cannot be run: where (file and line, or the command-line flag) and why.
+/// A spec that cannot be run: where (file and line, or the command-line flag) and why, with
+/// the spec's further problems in `also`, so that one attempt lists everything to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{origin}: {message}")]
+#[error("{origin}: {message}{}", also.iter().map(|e| format!("\n{e}")).collect::<String>())]
 pub struct SpecError {
     pub origin: String,
     pub kind: SpecErrorKind,
     pub message: String,
+    /// Further problems of the same spec, in file order.
+    pub also: Vec<SpecError>,
 }
 
 impl SpecError {
@@ -66,6 +69,15 @@ impl SpecError {
             origin: origin.into(),
             kind,
             message: message.into(),
+            also: Vec::new(),
         }
+    }
+
+    /// The first of `errors` with the others in `also`; `None` when there are none.
+    pub(crate) fn all(errors: Vec<SpecError>) -> Option<SpecError> {
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.also.extend(errors);
+        Some(first)
     }
 }
