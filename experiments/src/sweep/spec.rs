@@ -247,6 +247,15 @@ impl Spec {
             spec.origins.insert("random".into(), line(random.span()));
             spec.random = spec.parse_random(random, &line, &mut errors);
         }
+        // With problems found, also those of the runs that the rest of the spec makes, so that
+        // one attempt shows everything (without problems, the caller expands it anyway).
+        if !errors.is_empty() {
+            if let Err(mut e) = spec.expand() {
+                let also = std::mem::take(&mut e.also);
+                errors.push(e);
+                errors.extend(also);
+            }
+        }
         match SpecError::all(errors) {
             Some(e) => Err(e),
             None => Ok(spec),
@@ -276,6 +285,7 @@ impl Spec {
             let mut cfg = self.base.clone();
             cfg.set_value(key, value.clone())
                 .map_err(|e| fail(config_problem(&e)))?;
+            check_value(&cfg, key).map_err(fail)?;
             if !seen.insert(cfg.value_string(key)) {
                 return Err(axis(&format!("the value {} is listed twice", show(value))));
             }
@@ -377,6 +387,8 @@ impl Spec {
                 let p = config_problem(&e);
                 Problem::new(p.kind, format!("{key}: {}", p.message))
             })?;
+            check_value(&cfg, key)
+                .map_err(|p| Problem::new(p.kind, format!("{key}: {}", p.message)))?;
         }
         Ok(())
     }
@@ -663,6 +675,44 @@ fn call_value(text: &str) -> Result<Value, String> {
 fn first_duplicate<T: Ord + Copy>(items: &[T]) -> Option<T> {
     let mut seen = BTreeSet::new();
     items.iter().copied().find(|x| !seen.insert(*x))
+}
+
+/// Keys whose validation depends on their own value alone (not on other keys, which a grid
+/// or [random] may change).
+const SELF_CHECKED: [&str; 10] = [
+    "hidden",
+    "depth",
+    "batch",
+    "steps",
+    "log_every",
+    "eval_every",
+    "eval_sequences",
+    "lr",
+    "momentum",
+    "forget_bias",
+];
+
+/// The problem validation finds with the value of `key` in `cfg`, for keys whose range does
+/// not depend on other keys (momentum in [0, 1), depth >= 1); the others are checked in the
+/// expansion, run by run.
+fn check_value(cfg: &RunConfig, key: &str) -> Result<(), Problem> {
+    let Some(value) = cfg.to_table().get(key).cloned() else {
+        return Ok(());
+    };
+    if !SELF_CHECKED.contains(&key) {
+        return Ok(());
+    }
+    // On the defaults, so that another key's problem cannot hide this one's.
+    let mut alone = RunConfig::default();
+    if alone.set_value(key, value).is_err() {
+        return Ok(());
+    }
+    match alone.validate() {
+        Err(e) if matches!(&e, ConfigError::BadValue { key: bad, .. } if bad == key) => {
+            Err(config_problem(&e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A config error as a spec problem (the key is said by the error).
