@@ -40,7 +40,7 @@ pub struct SweepArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Threads; small models run one per thread [default: every core]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub jobs: Option<usize>,
     /// Override a [base] key (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
@@ -62,7 +62,7 @@ pub struct SweepArgs {
     )]
     pub random: Vec<String>,
     /// Draws of the random keys (replaces [random]'s n), each run with every grid point and seed
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub samples: Option<usize>,
     /// Print the expanded runs and how many are complete; run and write nothing
     #[arg(long)]

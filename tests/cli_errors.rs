@@ -53,6 +53,13 @@ fn negative_numbers_are_values_that_get_a_range_error() {
     let e = fails(&["run", "--truncation", "-3"]);
     assert!(!e.contains("unexpected argument"), "{e}");
     assert!(e.contains("truncation -3") && e.contains(">= 1"), "{e}");
+    for args in [
+        &["sweep", "--dry-run", "--jobs", "-2"][..],
+        &["sample", "--checkpoint", "c", "--len", "-5"],
+    ] {
+        let e = fails(args);
+        assert!(e.contains("invalid value '-"), "{args:?}: {e}");
+    }
     // A negative value that is allowed runs as far as the next check.
     let e = fails(&["run", "--forget-bias", "-1", "--hidden", "0"]);
     assert!(e.contains("'hidden'"), "{e}");

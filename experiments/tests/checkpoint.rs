@@ -118,7 +118,7 @@ fn bidirectional_projected_and_extra_tensors_are_refused_by_name() {
     assert!(e.contains("several recurrent stacks"), "{e}");
     // A state dict that is not a recurrent stack says what it holds.
     let path = tmp("none");
-    let w = vec![0.0f32; 4];
+    let w = [0.0f32; 4];
     save_tensors(
         &path,
         &[("conv.weight".into(), vec![2, 2], &w[..])],

@@ -7,7 +7,11 @@
 //! product runs, and optionally `[random]`: `n` samples (from `seed`) of keys drawn from
 //! `{ uniform = [lo, hi] }`, `{ log_uniform = [lo, hi] }`, `{ int = [lo, hi] }` (inclusive) or
 //! `{ choice = [v, ...] }`. Every grid point runs with the same `n` samples, and every
-//! combination with every seed. Errors name the file, line and key, and say what is allowed.
+//! combination with every seed. Errors name the file, line and key, and say what is allowed;
+//! a spec's problems are reported together. The command line changes a spec (or makes one
+//! without a file) through [`Spec::set`], [`Spec::set_axis`] (`v1,v2` or
+//! `range(start, stop, step)`), [`Spec::set_random`] (`log_uniform(lo, hi)`, ...) and
+//! [`Spec::set_samples`], with the same checks as the file.
 
 pub mod expand;
 pub mod identity;
