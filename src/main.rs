@@ -38,7 +38,7 @@ enum Command {
     /// Run the built-in demonstration sweep (vanishing and exploding gradients) and report it.
     Demo(report::DemoArgs),
     /// Run a sweep spec: every combination of its grid and seeds, in parallel, resumably.
-    Sweep(sweep::SweepArgs),
+    Sweep(Box<sweep::SweepArgs>),
     /// Show how many runs of a sweep are complete, failed and missing.
     Status(sweep::StatusArgs),
     /// Merge a results folder's per-run files into one file per table.
@@ -87,13 +87,33 @@ fn check_cpu() {
     }
 }
 
+/// The error and its causes as one line, `outer: inner: ...`, leaving out a cause whose text
+/// its parent already printed (an error that shows its source in its own message).
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message += ": ";
+        }
+        message += &text;
+    }
+    message
+}
+
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so a closed stdout (`gradlab sweep ... --dry-run | head`) would make
+    // every println! panic; with the default action the process ends quietly, as Unix tools do.
+    sigpipe::reset();
     check_cpu();
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Demo(args) => report::demo(args),
-        Command::Sweep(args) => sweep::run(args),
+        Command::Sweep(args) => sweep::run(*args),
         Command::Status(args) => sweep::status(args),
         Command::Compact(args) => sweep::compact(args),
         Command::Report(args) => report::run(args),
@@ -104,8 +124,32 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_message(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read f: {source}")]
+    struct Outer {
+        source: std::io::Error,
+    }
+
+    /// A source that its parent's message already shows is printed once, not twice.
+    #[test]
+    fn a_cause_shown_by_its_parent_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Outer { source: io }).context("loading the checkpoint");
+        assert_eq!(
+            error_message(&e),
+            "loading the checkpoint: cannot read f: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_message(&plain), "outer: inner");
     }
 }

@@ -57,6 +57,7 @@ impl Args for RunArgs {
                     .long("threads")
                     .value_name("N")
                     .value_parser(clap::value_parser!(usize))
+                    .allow_negative_numbers(true)
                     .help("Threads [default: every core]"),
             );
         let defaults = RunConfig::default().to_table();
@@ -71,6 +72,8 @@ impl Args for RunArgs {
                     .long(flag(key))
                     .alias(key)
                     .value_name("VALUE")
+                    // `--truncation -3` is a value (and a range error), not an unknown flag.
+                    .allow_negative_numbers(true)
                     .help(help)
                     .help_heading("Config keys (as in a TOML file)"),
             )

@@ -30,6 +30,68 @@ pub struct SlurmArgs {
     /// CPUs of each task; its runs use that many threads
     #[arg(long, value_name = "C", requires = "slurm", default_value_t = 1)]
     cpus_per_task: usize,
+    /// Account to charge (sbatch --account)
+    #[arg(long, value_name = "A", requires = "slurm")]
+    account: Option<String>,
+    /// Quality of service (sbatch --qos)
+    #[arg(long, value_name = "Q", requires = "slurm")]
+    qos: Option<String>,
+    /// Memory of each task (sbatch --mem), e.g. 4G
+    #[arg(long, value_name = "M", requires = "slurm")]
+    mem: Option<String>,
+    /// Node features a task needs (sbatch --constraint), e.g. 'avx512&ib'
+    #[arg(long, value_name = "C", requires = "slurm")]
+    constraint: Option<String>,
+    /// Let Slurm requeue a preempted or failed task (sbatch --requeue); complete runs are kept
+    #[arg(long, requires = "slurm")]
+    requeue: bool,
+    /// Any other sbatch option, written as an #SBATCH line (repeatable), e.g.
+    /// --sbatch-arg=--gres=gpu:1 --sbatch-arg '--mail-type=END'
+    #[arg(
+        long,
+        value_name = "ARG",
+        requires = "slurm",
+        allow_hyphen_values = true
+    )]
+    sbatch_arg: Vec<String>,
+}
+
+impl SlurmArgs {
+    /// The `#SBATCH` lines of the pass-through options, in a fixed order; a value that would
+    /// break the script (a newline) or an argument that is not an option is an error.
+    fn directives(&self) -> Result<String> {
+        let mut args: Vec<String> = [
+            ("partition", &self.partition),
+            ("time", &self.time),
+            ("account", &self.account),
+            ("qos", &self.qos),
+            ("mem", &self.mem),
+            ("constraint", &self.constraint),
+        ]
+        .into_iter()
+        .filter_map(|(flag, v)| v.as_ref().map(|v| format!("--{flag}={v}")))
+        .collect();
+        if self.requeue {
+            args.push("--requeue".into());
+        }
+        for arg in &self.sbatch_arg {
+            if !arg.starts_with('-') {
+                bail!(
+                    "--sbatch-arg '{arg}': give an sbatch option with its dashes, e.g. \
+                     --sbatch-arg=--gres=gpu:1"
+                );
+            }
+            args.push(arg.clone());
+        }
+        let mut lines = String::new();
+        for arg in args {
+            if arg.contains(['\n', '\r']) || arg.trim().is_empty() {
+                bail!("sbatch option {arg:?}: must be one non-empty line");
+            }
+            lines += &format!("#SBATCH {arg}\n");
+        }
+        Ok(lines)
+    }
 }
 
 /// A word for a POSIX shell, quoted.
@@ -65,6 +127,7 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
     if a.array_parallelism == Some(0) {
         bail!("--array-parallelism must be at least 1");
     }
+    let directives = a.directives()?;
     let n = a.array_tasks.unwrap_or(runs.len().min(1000));
     if n == 0 || n > runs.len() {
         bail!(
@@ -117,12 +180,7 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
         cwd = cwd.display(),
         cpus = a.cpus_per_task,
     );
-    if let Some(p) = &a.partition {
-        script += &format!("#SBATCH --partition={p}\n");
-    }
-    if let Some(t) = &a.time {
-        script += &format!("#SBATCH --time={t}\n");
-    }
+    script += &directives;
     script += &format!(
         "set -eu\nexec {exe} sweep {spec} --out {dir} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\" \
          --shard \"$SLURM_ARRAY_TASK_ID/{n}\"\n",
@@ -189,6 +247,47 @@ mod tests {
         assert_eq!(ranges(&[0, 1, 2, 3, 7, 9, 10, 11, 12]), "0-3,7,9-12");
         assert_eq!(ranges(&[1, 3, 5]), "1,3,5");
         assert_eq!(ranges(&[5, 6]), "5-6");
+    }
+
+    /// What a cluster asks for reaches the script as #SBATCH lines, in a fixed order.
+    #[test]
+    fn cluster_options_become_sbatch_lines() {
+        let a = SlurmArgs {
+            slurm: true,
+            partition: Some("short".into()),
+            time: Some("1:00:00".into()),
+            account: Some("proj42".into()),
+            qos: Some("high".into()),
+            mem: Some("4G".into()),
+            constraint: Some("avx512&ib".into()),
+            requeue: true,
+            sbatch_arg: vec!["--gres=gpu:1".into(), "--mail-type=END".into()],
+            ..SlurmArgs::default()
+        };
+        assert_eq!(
+            a.directives().unwrap(),
+            "#SBATCH --partition=short\n#SBATCH --time=1:00:00\n#SBATCH --account=proj42\n\
+             #SBATCH --qos=high\n#SBATCH --mem=4G\n#SBATCH --constraint=avx512&ib\n\
+             #SBATCH --requeue\n#SBATCH --gres=gpu:1\n#SBATCH --mail-type=END\n"
+        );
+        assert_eq!(SlurmArgs::default().directives().unwrap(), "");
+    }
+
+    /// A value that would end the #SBATCH line (and start a shell line) is refused, and so is
+    /// a pass-through argument that is not an option.
+    #[test]
+    fn sbatch_options_cannot_break_the_script() {
+        let a = SlurmArgs {
+            account: Some("x\nrm -rf ~".into()),
+            ..SlurmArgs::default()
+        };
+        assert!(a.directives().unwrap_err().to_string().contains("one"));
+        let a = SlurmArgs {
+            sbatch_arg: vec!["gres=gpu:1".into()],
+            ..SlurmArgs::default()
+        };
+        let e = a.directives().unwrap_err().to_string();
+        assert!(e.contains("--sbatch-arg=--gres=gpu:1"), "{e}");
     }
 
     /// Paths with spaces, quotes and `$` reach the job script as one literal word each.

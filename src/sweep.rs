@@ -1,20 +1,24 @@
 //! `gradlab sweep`, `gradlab status` and `gradlab compact`.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gradlab_experiments::config::thread_count;
+use gradlab_experiments::config::{thread_count, RunConfig};
 use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
+use gradlab_experiments::model::kernel_cell;
 use gradlab_experiments::store::RUN_FOLDERS;
 use gradlab_experiments::store::{self, Provenance};
 use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, SPEC_FILE};
 use gradlab_experiments::sweep::{
     self, Event, PlannedRun, RunnerOptions, Spec, SweepDir, SweepStatus,
 };
+use gradlab_kernels::StackShape;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::out_dir;
@@ -23,20 +27,43 @@ use crate::slurm::{self, SlurmArgs};
 /// Arguments of `gradlab sweep`.
 #[derive(Args, Debug, Default)]
 pub struct SweepArgs {
-    /// Sweep spec: TOML with name, seeds, [base], [grid] and optionally [random]
-    pub spec: PathBuf,
+    /// Sweep spec: TOML with name, seeds, [base], [grid] and optionally [random]; without one,
+    /// the sweep is what --name, --seeds, --set, --grid and --random say
+    pub spec: Option<PathBuf>,
+    /// The sweep's name (replaces the spec's) [default without a spec: sweep]
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Seeds of every combination (replace the spec's), e.g. --seeds 0,1,2 or 'range(0,10)'
+    #[arg(long, value_name = "S1,S2,...")]
+    pub seeds: Option<String>,
     /// Results folder [default: results/<name>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Threads; small models run one per thread [default: every core]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub jobs: Option<usize>,
     /// Override a [base] key (repeatable)
-    #[arg(long = "set", value_name = "KEY=VALUE")]
+    #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     pub set: Vec<String>,
-    /// Replace or add a grid axis (repeatable), e.g. --grid truncation=10,50,full
-    #[arg(long = "grid", value_name = "KEY=V1,V2,...")]
+    /// Replace or add a grid axis (repeatable), e.g. --grid cell=rnn,lstm or
+    /// --grid 'seq_len=range(50,201,50)' (Python's range: 50, 100, 150, 200)
+    #[arg(
+        long = "grid",
+        value_name = "KEY=V1,V2,...",
+        allow_hyphen_values = true
+    )]
     pub grid: Vec<String>,
+    /// Draw a key at random (repeatable; replaces its [random] entry), e.g.
+    /// --random 'lr=log_uniform(1e-4,1e-1)'; also uniform(lo,hi), int(lo,hi), choice(a,b)
+    #[arg(
+        long = "random",
+        value_name = "KEY=DIST(..)",
+        allow_hyphen_values = true
+    )]
+    pub random: Vec<String>,
+    /// Draws of the random keys (replaces [random]'s n), each run with every grid point and seed
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub samples: Option<usize>,
     /// Print the expanded runs and how many are complete; run and write nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -56,6 +83,12 @@ fn key_value<'a>(flag: &str, kv: &'a str, example: &str) -> Result<(&'a str, &'a
 
 /// The spec with the command line's overrides, and its runs.
 fn with_overrides(mut spec: Spec, args: &SweepArgs) -> Result<(Spec, Vec<PlannedRun>)> {
+    if let Some(name) = &args.name {
+        spec.set_name(name)?;
+    }
+    if let Some(seeds) = &args.seeds {
+        spec.set_seeds(seeds)?;
+    }
     for kv in &args.set {
         let (k, v) = key_value("--set", kv, "KEY=VALUE, e.g. --set hidden=64")?;
         spec.set(k, v)?;
@@ -64,6 +97,15 @@ fn with_overrides(mut spec: Spec, args: &SweepArgs) -> Result<(Spec, Vec<Planned
         let (k, v) = key_value("--grid", kv, "KEY=V1,V2,..., e.g. --grid hidden=32,64")?;
         spec.set_axis(k, v)?;
     }
+    for kv in &args.random {
+        let example = "KEY=DIST(...), e.g. --random 'lr=log_uniform(1e-4,1e-1)'";
+        let (k, v) = key_value("--random", kv, example)?;
+        spec.set_random(k, v)?;
+    }
+    if let Some(n) = args.samples {
+        spec.set_samples(n)?;
+    }
+    spec.check_overrides()?;
     let runs = spec.expand()?;
     // A missing text file would fail every charlm run: say so before any starts.
     spec.check_texts(&runs)?;
@@ -71,7 +113,10 @@ fn with_overrides(mut spec: Spec, args: &SweepArgs) -> Result<(Spec, Vec<Planned
 }
 
 pub fn run(args: SweepArgs) -> Result<()> {
-    let spec = Spec::load(&args.spec)?;
+    let spec = match &args.spec {
+        Some(path) => Spec::load(path)?,
+        None => Spec::new(args.name.as_deref().unwrap_or("sweep"))?,
+    };
     run_spec(spec, &args).map(|_| ())
 }
 
@@ -136,7 +181,7 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         jobs,
         fail_fast: args.fail_fast,
     };
-    let report = Reporter::new(todo.len());
+    let report = Reporter::new(&todo);
     let summary = sweep::execute(&dir, &todo, &opts, &Provenance::current(&spec.name), &|e| {
         report.event(e)
     })
@@ -209,29 +254,78 @@ fn dry_run(
     Ok(())
 }
 
-/// Progress of a sweep: a bar on a terminal, one line per finished run otherwise.
+/// The work of a run, in floating-point operations: its updates (forward and backward of
+/// `batch` sequences) and its evaluations (forward only; the last one of at least 10,000
+/// sequences). The input width is taken as `hidden` (a text's vocabulary is not read here);
+/// the recurrent weights dominate. Only ratios between runs matter: they weight the ETA.
+fn run_cost(cfg: &RunConfig) -> f64 {
+    let stack = StackShape {
+        cell: kernel_cell(cfg.cell, cfg.nonlinearity),
+        input: cfg.hidden,
+        hidden: cfg.hidden,
+        layers: cfg.depth,
+    };
+    let evals = (cfg.steps / cfg.eval_every.max(1)) as f64;
+    let eval = stack.forward_flops(cfg.seq_len, cfg.eval_sequences) * evals
+        + stack.forward_flops(cfg.seq_len, cfg.eval_sequences.max(10_000));
+    stack.train_flops(cfg.seq_len, cfg.batch) * cfg.steps as f64 + eval
+}
+
+/// The work done and to do, to estimate the time left from the time spent.
+#[derive(Debug)]
+struct Work {
+    total: f64,
+    done: f64,
+}
+
+impl Work {
+    /// Seconds left after `elapsed` seconds, assuming the remaining work goes as fast as the
+    /// work done did (`None` before any is done).
+    fn eta(&self, elapsed: f64) -> Option<f64> {
+        (self.done > 0.0).then(|| elapsed / self.done * (self.total - self.done).max(0.0))
+    }
+}
+
+/// Bar positions per unit of work (the bar counts in thousandths of the sweep).
+const BAR_UNITS: f64 = 1000.0;
+
+/// Progress of a sweep: a bar on a terminal, one line per finished run otherwise. The ETA
+/// weights each run by its cost ([`run_cost`]), so cheap runs finishing first do not make it
+/// promise too little.
 struct Reporter {
     bar: Option<ProgressBar>,
     total: usize,
+    cost: HashMap<String, f64>,
+    work: Mutex<Work>,
     done: AtomicUsize,
     failed: AtomicUsize,
     start: Instant,
 }
 
 impl Reporter {
-    fn new(total: usize) -> Self {
+    fn new(todo: &[&PlannedRun]) -> Self {
+        let cost: HashMap<String, f64> = todo
+            .iter()
+            .map(|r| (r.id.clone(), run_cost(&r.config)))
+            .collect();
+        let total_cost = cost.values().sum::<f64>();
+        let total = todo.len();
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total as u64);
+            let bar = ProgressBar::new(BAR_UNITS as u64);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} runs  {msg}  eta {eta}")
-                    .expect("valid template"),
+                ProgressStyle::with_template("{bar:40} {msg}  eta {eta}").expect("valid template"),
             );
-            bar.set_message("0 failed");
+            bar.set_message(format!("0/{total} runs, 0 failed"));
             bar
         });
         Reporter {
             bar,
             total,
+            cost,
+            work: Mutex::new(Work {
+                total: total_cost,
+                done: 0.0,
+            }),
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             start: Instant::now(),
@@ -257,22 +351,27 @@ impl Reporter {
         };
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let failed = self.failed.load(Ordering::Relaxed);
+        let (fraction, eta) = {
+            let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
+            work.done += self.cost.get(&run.id).copied().unwrap_or(0.0);
+            let fraction = work.done / work.total.max(f64::MIN_POSITIVE);
+            (fraction, work.eta(self.start.elapsed().as_secs_f64()))
+        };
         match &self.bar {
             Some(bar) => {
-                bar.set_position(done as u64);
-                bar.set_message(format!("{failed} failed"));
+                bar.set_position((fraction * BAR_UNITS).round() as u64);
+                bar.set_message(format!("{done}/{} runs, {failed} failed", self.total));
                 if line.starts_with("FAILED") {
                     bar.println(format!("{} {}: {line}", run.id, run.label()));
                 }
             }
             None => {
-                let elapsed = self.start.elapsed().as_secs_f64();
-                let eta = elapsed / done as f64 * (self.total - done) as f64;
                 eprintln!(
-                    "[{done:>w$}/{}] {} {}  {line}  (eta {eta:.0} s)",
+                    "[{done:>w$}/{}] {} {}  {line}  (eta {:.0} s)",
                     self.total,
                     run.id,
                     run.label(),
+                    eta.unwrap_or(0.0),
                     w = self.total.to_string().len()
                 );
             }
@@ -360,4 +459,50 @@ pub fn compact(args: CompactArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo said "24 s left" at 4 s and took 45 s: counting runs, the cheap runs that finish
+    /// first made the rest look cheap. Weighted by cost, a cheap run done says little.
+    #[test]
+    fn eta_weights_runs_by_their_cost() {
+        let small = RunConfig {
+            seq_len: 25,
+            ..RunConfig::default()
+        };
+        let large = RunConfig {
+            seq_len: 200,
+            hidden: 100,
+            ..RunConfig::default()
+        };
+        let (a, b) = (run_cost(&small), run_cost(&large));
+        assert!(b > 20.0 * a, "a longer, wider run costs more: {a} vs {b}");
+        let lstm = RunConfig {
+            cell: gradlab_experiments::config::CellKind::Lstm,
+            ..small.clone()
+        };
+        let ratio = run_cost(&lstm) / a;
+        assert!((3.9..4.1).contains(&ratio), "an LSTM has 4 gates: {ratio}");
+        // 3 small and 3 large runs; the 3 small ones took 3 s.
+        let work = Work {
+            total: 3.0 * (a + b),
+            done: 3.0 * a,
+        };
+        let eta = work.eta(3.0).unwrap();
+        let truth = 3.0 * b / a;
+        assert!((eta - truth).abs() < 1e-6 * truth, "{eta} vs {truth}");
+        // Counting runs would have said 3 s.
+        assert!(eta > 20.0 * 3.0);
+        assert_eq!(
+            Work {
+                total: 1.0,
+                done: 0.0
+            }
+            .eta(1.0),
+            None
+        );
+    }
 }

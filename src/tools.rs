@@ -22,14 +22,20 @@ pub struct SampleArgs {
         long,
         value_name = "T",
         conflicts_with = "argmax",
-        default_value_t = 1.0
+        default_value_t = 1.0,
+        allow_negative_numbers = true
     )]
     temperature: f32,
     /// Always take the most likely character.
     #[arg(long)]
     argmax: bool,
     /// Characters to generate.
-    #[arg(long, value_name = "N", default_value_t = 200)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200,
+        allow_negative_numbers = true
+    )]
     len: usize,
     /// Seed of the sampling.
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -64,13 +70,13 @@ pub struct GradArgs {
     #[arg(long, value_name = "CELL")]
     cell: CellKind,
     /// Stacked layers.
-    #[arg(long, value_name = "L")]
+    #[arg(long, value_name = "L", allow_negative_numbers = true)]
     layers: usize,
     /// Width of an input vector.
-    #[arg(long = "input-size", value_name = "I")]
+    #[arg(long = "input-size", value_name = "I", allow_negative_numbers = true)]
     input_size: usize,
     /// Hidden units per layer.
-    #[arg(long, value_name = "H")]
+    #[arg(long, value_name = "H", allow_negative_numbers = true)]
     hidden: usize,
     /// Non-linearity of an RNN: tanh | relu.
     #[arg(long, value_name = "NAME", default_value = "tanh")]

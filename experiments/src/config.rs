@@ -31,7 +31,7 @@ pub enum ConfigError {
         message: String,
         span: Option<Range<usize>>,
     },
-    #[error("unknown key '{key}'; allowed keys: {allowed}")]
+    #[error("unknown key '{key}'{}; allowed keys: {allowed}", did_you_mean(key, KEYS.iter().copied()))]
     UnknownKey { key: String, allowed: String },
     #[error("invalid value {value} for '{key}': {reason}")]
     BadValue {
@@ -48,6 +48,44 @@ impl ConfigError {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+}
+
+/// The candidate nearest to `word` when it is near enough to be a misspelling of it (Jaro
+/// similarity above 0.7, as clap does for flags).
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro(word, c), c))
+        .filter(|&(score, c)| score > 0.7 && c != word)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// ` (did you mean `hidden`?)` for a misspelled `word`, or nothing.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    nearest(word, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+/// serde's `unknown field `X`, expected one of `a`, `b`` with the nearest allowed field named,
+/// so a misspelled key in a TOML file gets the same hint as one on the command line.
+pub fn hint_unknown_field(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return message.to_string();
+    };
+    let Some((field, rest)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let allowed: Vec<&str> = rest
+        .split("expected")
+        .nth(1)
+        .map(|list| list.split('`').skip(1).step_by(2).collect())
+        .unwrap_or_default();
+    match nearest(field, allowed) {
+        Some(c) => format!("{}\ndid you mean `{c}`?", message.trim_end()),
+        None => message.to_string(),
     }
 }
 
@@ -171,6 +209,15 @@ impl FromStr for Clip {
     fn from_str(s: &str) -> Result<Self, ParseError> {
         match s.split_once(':') {
             None if s == "none" => Ok(Clip::None),
+            None if s.parse::<f64>().is_ok() => Err(ParseError::because(
+                "clip",
+                s,
+                &format!(
+                    "a bare number does not say how to clip: write norm:{s} (rescale the \
+                     gradient when its norm exceeds {s}) or value:{s} (clamp every element to \
+                     [-{s}, {s}])"
+                ),
+            )),
             Some(("norm", t)) => positive("norm threshold", t).map(Clip::Norm),
             Some(("value", t)) => positive("value threshold", t).map(Clip::Value),
             _ => Err(ParseError::new("clip", s)),
@@ -187,7 +234,33 @@ impl fmt::Display for Clip {
         }
     }
 }
-string_form!(Clip, "none, norm:<τ> or value:<τ> with τ > 0");
+
+impl Serialize for Clip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Clip {
+    /// A string as [`Clip::from_str`]; a bare number (`clip = 1`) too, to say what to write.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Number(f64),
+            Str(String),
+        }
+        let s = match Repr::deserialize(d)? {
+            Repr::Number(x) => x.to_string(),
+            Repr::Str(s) => s,
+        };
+        s.parse().map_err(|e: ParseError| {
+            serde::de::Error::custom(format!(
+                "{e}; expected none, norm:<τ> or value:<τ> with τ > 0"
+            ))
+        })
+    }
+}
 
 /// Parameter initialisation (DESIGN.md "Training semantics").
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -452,7 +525,7 @@ impl RunConfig {
     /// Parses a TOML run configuration (unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Toml {
-            message: e.to_string(),
+            message: hint_unknown_field(&e.to_string()),
             span: e.span(),
         })
     }

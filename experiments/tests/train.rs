@@ -261,7 +261,7 @@ fn set_overrides_keys_like_the_toml_file() {
         .set("hiden", "3")
         .unwrap_err()
         .to_string()
-        .contains("unknown key 'hiden'; allowed keys: name, task"));
+        .contains("unknown key 'hiden' (did you mean `hidden`?); allowed keys: name, task"));
     assert!(cfg.set("hidden", "many").is_err());
     // The TOML form reads back unchanged.
     assert_eq!(RunConfig::from_toml(&cfg.to_toml()).unwrap(), cfg);

@@ -138,6 +138,134 @@ impl TensorFile {
             .unwrap_or_default()
     }
 
+    /// The names of every tensor, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .view()
+            .map(|v| v.names().into_iter().map(String::from).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    fn invalid(&self, reason: String) -> CheckpointError {
+        CheckpointError::Invalid {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    /// The prefix of the recurrent stack's tensors: none for gradlab's files, the module's name
+    /// for a PyTorch state dict of a larger model (`rnn.`, `lstm.`, `module.rnn.`). Tensors of
+    /// a bidirectional or projected LSTM are refused, named, since gradlab runs neither.
+    pub fn stack_prefix(&self) -> Result<String, CheckpointError> {
+        let names = self.names();
+        let prefixes: Vec<&str> = names
+            .iter()
+            .filter_map(|n| n.strip_suffix("weight_ih_l0"))
+            .filter(|p| p.is_empty() || p.ends_with('.'))
+            .collect();
+        let prefix = match prefixes[..] {
+            [p] => p.to_string(),
+            [] => {
+                let shown = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
+                return Err(self.invalid(format!(
+                    "no tensor 'weight_ih_l0' (nor '<module>.weight_ih_l0'): it holds {shown}{}; \
+                     gradlab reads the parameters of nn.RNN/nn.LSTM (weight_ih_l0, \
+                     weight_hh_l0, bias_ih_l0, bias_hh_l0, ...)",
+                    if names.len() > 8 { ", ..." } else { "" }
+                )));
+            }
+            _ => {
+                return Err(self.invalid(format!(
+                    "several recurrent stacks ({}): gradlab reads one; save only one module's \
+                     state_dict",
+                    prefixes
+                        .iter()
+                        .map(|p| format!("{p}weight_ih_l0"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        };
+        let stack: Vec<&String> = names.iter().filter(|n| n.starts_with(&prefix)).collect();
+        let list = |pred: &dyn Fn(&str) -> bool| -> Vec<String> {
+            stack
+                .iter()
+                .filter(|n| pred(&n[prefix.len()..]))
+                .map(|n| n.to_string())
+                .collect()
+        };
+        let reverse = list(&|n| n.ends_with("_reverse"));
+        if !reverse.is_empty() {
+            return Err(self.invalid(format!(
+                "bidirectional weights ({}): gradlab runs one direction; save a model built \
+                 with bidirectional=False",
+                reverse.join(", ")
+            )));
+        }
+        let projection = list(&|n| n.starts_with("weight_hr_l"));
+        if !projection.is_empty() {
+            return Err(self.invalid(format!(
+                "LSTM projection weights ({}): gradlab has no proj_size; save a model built \
+                 with proj_size=0",
+                projection.join(", ")
+            )));
+        }
+        Ok(prefix)
+    }
+
+    /// The names of the tensors of `shape` in this file (with its [`TensorFile::stack_prefix`]).
+    /// Layers beyond the shape's are refused, named, rather than left unread.
+    pub fn stack_names(&self, shape: StackShape) -> Result<Vec<String>, CheckpointError> {
+        let prefix = self.stack_prefix()?;
+        let file_layers = (0..)
+            .take_while(|l| self.has(&format!("{prefix}weight_ih_l{l}")))
+            .count();
+        if file_layers > shape.layers {
+            let extra: Vec<String> = self
+                .names()
+                .into_iter()
+                .filter(|n| {
+                    n.strip_prefix(&prefix)
+                        .and_then(|n| n.rsplit_once("_l"))
+                        .and_then(|(_, l)| l.parse::<usize>().ok())
+                        .is_some_and(|l| l >= shape.layers)
+                })
+                .collect();
+            return Err(self.invalid(format!(
+                "it holds {file_layers} layers but the stack has {} (--layers); the tensors {} \
+                 would be left unused: give --layers {file_layers}, or save only the first {} \
+                 layers",
+                shape.layers,
+                extra.join(", "),
+                shape.layers
+            )));
+        }
+        Ok(shape
+            .param_names()
+            .into_iter()
+            .map(|(n, _, _)| format!("{prefix}{n}"))
+            .collect())
+    }
+
+    /// Refuses a file with tensors besides `used`, naming them: nothing is silently ignored.
+    pub fn refuse_others(&self, used: &[String], what: &str) -> Result<(), CheckpointError> {
+        let others: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(n))
+            .collect();
+        if others.is_empty() {
+            Ok(())
+        } else {
+            Err(self.invalid(format!(
+                "tensors {what} has no place for: {}; remove them from the file",
+                others.join(", ")
+            )))
+        }
+    }
+
     /// Whether a tensor called `name` exists.
     pub fn has(&self, name: &str) -> bool {
         self.view()
@@ -183,16 +311,14 @@ impl TensorFile {
             path: self.path.clone(),
             reason,
         };
+        let p = self.stack_prefix()?;
         let layers = (0..)
-            .take_while(|l| self.has(&format!("weight_ih_l{l}")))
+            .take_while(|l| self.has(&format!("{p}weight_ih_l{l}")))
             .count();
-        if layers == 0 {
-            return Err(CheckpointError::Missing {
-                path: self.path.clone(),
-                name: "weight_ih_l0".into(),
-            });
-        }
-        let (ih, hh) = (self.shape("weight_ih_l0")?, self.shape("weight_hh_l0")?);
+        let (ih, hh) = (
+            self.shape(&format!("{p}weight_ih_l0"))?,
+            self.shape(&format!("{p}weight_hh_l0"))?,
+        );
         if ih.len() != 2 || hh.len() != 2 || hh[1] == 0 || hh[0] != ih[0] {
             return Err(invalid(format!(
                 "weight_ih_l0 {ih:?} and weight_hh_l0 {hh:?} are not (G·H, I) and (G·H, H)"
@@ -216,17 +342,66 @@ impl TensorFile {
         })
     }
 
-    /// The stack's parameters in gradlab's flat layout.
+    /// The stack's parameters in gradlab's flat layout (read under the file's stack prefix;
+    /// layers beyond `shape`'s are an error).
     pub fn stack_params(&self, shape: StackShape) -> Result<Vec<f32>, CheckpointError> {
+        let names = self.stack_names(shape)?;
         let mut params = vec![0.0; shape.num_params()];
-        for (name, dims, range) in shape.param_names() {
-            params[range].copy_from_slice(&self.f32(&name, &dims)?);
+        for (name, (_, dims, range)) in names.iter().zip(shape.param_names()) {
+            params[range].copy_from_slice(&self.f32(name, &dims)?);
         }
         Ok(params)
     }
+
+    /// The output head: `head.weight` (O, `hidden`) and `head.bias` (O) as gradlab names them,
+    /// or the one other `<module>.weight` and `<module>.bias` pair a PyTorch model gives it
+    /// (`linear.`, `fc.`, `module.decoder.`, ...) among the tensors not in `stack`.
+    pub fn head_names(
+        &self,
+        stack: &[String],
+        hidden: usize,
+    ) -> Result<(String, String), CheckpointError> {
+        if self.has("head.weight") {
+            return Ok(("head.weight".into(), "head.bias".into()));
+        }
+        let rest: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !stack.contains(n))
+            .collect();
+        let pairs: Vec<&str> = rest
+            .iter()
+            .filter_map(|n| n.strip_suffix(".weight"))
+            .filter(|m| rest.contains(&format!("{m}.bias")))
+            .filter(|m| {
+                let w = self.shape(&format!("{m}.weight")).unwrap_or_default();
+                w.len() == 2 && w[1] == hidden
+            })
+            .collect();
+        match pairs[..] {
+            [m] => Ok((format!("{m}.weight"), format!("{m}.bias"))),
+            [] => Err(self.invalid(format!(
+                "no output head: expected head.weight (O, {hidden}) and head.bias (O), or one \
+                 nn.Linear's <name>.weight and <name>.bias (e.g. linear.weight, fc.weight); \
+                 other tensors: {}",
+                if rest.is_empty() {
+                    "none".to_string()
+                } else {
+                    rest.join(", ")
+                }
+            ))),
+            _ => Err(self.invalid(format!(
+                "several possible output heads ({}): gradlab has one linear head; save the \
+                 stack and one nn.Linear",
+                pairs.join(", ")
+            ))),
+        }
+    }
 }
 
-/// Loads a checkpoint written by [`save`] (or a PyTorch state dict with a `head`).
+/// Loads a checkpoint written by [`save`], or a PyTorch state dict of an nn.RNN/nn.LSTM and
+/// one nn.Linear, whatever their module names (`rnn.weight_ih_l0`, `fc.weight`, ...). A tensor
+/// with no place in the model is an error that names it.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let file = TensorFile::read(path)?;
     let meta = file.metadata();
@@ -254,19 +429,23 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         .as_ref()
         .map_or(Nonlinearity::Tanh, |c| c.nonlinearity);
     let stack = file.stack_shape(nonlinearity)?;
-    let head = file.shape("head.weight")?;
+    let mut used = file.stack_names(stack)?;
+    let (head_w, head_b) = file.head_names(&used, stack.hidden)?;
+    let head = file.shape(&head_w)?;
     if head.len() != 2 || head[1] != stack.hidden {
         return Err(invalid(format!(
-            "head.weight {head:?} must be (O, {})",
+            "{head_w} {head:?} must be (O, {})",
             stack.hidden
         )));
     }
+    used.extend([head_w.clone(), head_b.clone()]);
+    file.refuse_others(&used, "a recurrent stack and one linear head")?;
     let mut model = Model::new(stack, head[0]);
     let n = stack.num_params();
     model.params[..n].copy_from_slice(&file.stack_params(stack)?);
     let (w, b) = model.head_ranges();
-    model.params[w].copy_from_slice(&file.f32("head.weight", &head)?);
-    model.params[b].copy_from_slice(&file.f32("head.bias", &[head[0]])?);
+    model.params[w].copy_from_slice(&file.f32(&head_w, &head)?);
+    model.params[b].copy_from_slice(&file.f32(&head_b, &[head[0]])?);
     Ok(Checkpoint {
         model,
         config,

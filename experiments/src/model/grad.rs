@@ -41,6 +41,10 @@ pub fn grad(
 ) -> Result<(), GradError> {
     let w = TensorFile::read(weights)?;
     let params = w.stack_params(shape)?;
+    w.refuse_others(
+        &w.stack_names(shape)?,
+        &format!("a {}-layer stack (--layers {})", shape.layers, shape.layers),
+    )?;
     let x_file = TensorFile::read(inputs)?;
     let ip = inputs.display().to_string();
     let dims = x_file.shape("input")?;

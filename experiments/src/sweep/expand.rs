@@ -37,14 +37,22 @@ fn label(swept: &[(String, String)]) -> String {
 impl Spec {
     /// Every run of the sweep, in order: grid points (last axis fastest), then random samples,
     /// then seeds. Each config is validated; an impossible combination names where its keys
-    /// were set. Runs that come out identical are listed once.
+    /// were set, and every distinct problem is reported (the first run that shows each). Runs
+    /// that come out identical are listed once.
     pub fn expand(&self) -> Result<Vec<PlannedRun>, SpecError> {
         let samples = self.samples();
         let sizes: Vec<usize> = self.grid.iter().map(|a| a.values.len()).collect();
         let points: usize = sizes.iter().product();
         let mut runs = Vec::new();
         let mut ids = BTreeSet::new();
-        for p in 0..points {
+        let mut errors: Vec<SpecError> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut report = |e: SpecError, what: String| {
+            if seen.insert((e.origin.clone(), what)) {
+                errors.push(e);
+            }
+        };
+        'points: for p in 0..points {
             // Mixed-radix digits of p, last axis fastest.
             let mut rest = p;
             let mut choice = vec![(0, 0); sizes.len()];
@@ -56,16 +64,22 @@ impl Spec {
             let mut swept = Vec::new();
             for &(a, v) in &choice {
                 let axis = &self.grid[a];
-                cfg.set_value(&axis.key, axis.values[v].clone())
-                    .map_err(|e| config_problem(&e).at(axis.origin.clone(), ""))?;
+                if let Err(e) = cfg.set_value(&axis.key, axis.values[v].clone()) {
+                    let p = config_problem(&e);
+                    report(p.clone().at(axis.origin.clone(), ""), p.message);
+                    continue 'points;
+                }
                 swept.push((axis.key.clone(), cfg.value_string(&axis.key)));
             }
-            for sample in &samples {
+            'samples: for sample in &samples {
                 let mut cfg = cfg.clone();
                 let mut swept = swept.clone();
                 for (k, v) in sample {
-                    cfg.set_value(k, v.clone())
-                        .map_err(|e| config_problem(&e).at("[random]", ""))?;
+                    if let Err(e) = cfg.set_value(k, v.clone()) {
+                        let p = config_problem(&e);
+                        report(p.clone().at(self.origin_of(k), ""), p.message);
+                        continue 'samples;
+                    }
                     swept.push((k.clone(), cfg.value_string(k)));
                 }
                 for &seed in &self.seeds {
@@ -81,11 +95,16 @@ impl Spec {
                             ConfigError::Toml { .. } => String::new(),
                         };
                         let label = label(&swept);
-                        return Err(SpecError::new(
-                            self.origin_of(&key),
-                            SpecErrorKind::Run,
-                            format!("in the run {label}: {}", config_problem(&e).message),
-                        ));
+                        let message = config_problem(&e).message;
+                        report(
+                            SpecError::new(
+                                self.origin_of(&key),
+                                SpecErrorKind::Run,
+                                format!("in the run {label}: {message}"),
+                            ),
+                            message,
+                        );
+                        continue;
                     }
                     let id = run_id(&cfg);
                     if ids.insert(id.clone()) {
@@ -99,7 +118,21 @@ impl Spec {
                 }
             }
         }
-        Ok(runs)
+        const SHOWN: usize = 20;
+        let more = errors.len().saturating_sub(SHOWN);
+        errors.truncate(SHOWN);
+        if more > 0 {
+            let last = errors.last().expect("SHOWN > 0").origin.clone();
+            errors.push(SpecError::new(
+                last,
+                SpecErrorKind::Run,
+                format!("... and {more} more problems of the same kinds"),
+            ));
+        }
+        match SpecError::all(errors) {
+            Some(e) => Err(e),
+            None => Ok(runs),
+        }
     }
 }
 

@@ -7,7 +7,11 @@
 //! product runs, and optionally `[random]`: `n` samples (from `seed`) of keys drawn from
 //! `{ uniform = [lo, hi] }`, `{ log_uniform = [lo, hi] }`, `{ int = [lo, hi] }` (inclusive) or
 //! `{ choice = [v, ...] }`. Every grid point runs with the same `n` samples, and every
-//! combination with every seed. Errors name the file, line and key, and say what is allowed.
+//! combination with every seed. Errors name the file, line and key, and say what is allowed;
+//! a spec's problems are reported together. The command line changes a spec (or makes one
+//! without a file) through [`Spec::set`], [`Spec::set_axis`] (`v1,v2` or
+//! `range(start, stop, step)`), [`Spec::set_random`] (`log_uniform(lo, hi)`, ...) and
+//! [`Spec::set_samples`], with the same checks as the file.
 
 pub mod expand;
 pub mod identity;
@@ -47,13 +51,16 @@ pub enum SpecErrorKind {
     Shard,
 }
 
-/// A spec that cannot be run: where (file and line, or the command-line flag) and why.
+/// A spec that cannot be run: where (file and line, or the command-line flag) and why, with
+/// the spec's further problems in `also`, so that one attempt lists everything to fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{origin}: {message}")]
+#[error("{origin}: {message}{}", also.iter().map(|e| format!("\n{e}")).collect::<String>())]
 pub struct SpecError {
     pub origin: String,
     pub kind: SpecErrorKind,
     pub message: String,
+    /// Further problems of the same spec, in file order.
+    pub also: Vec<SpecError>,
 }
 
 impl SpecError {
@@ -66,6 +73,15 @@ impl SpecError {
             origin: origin.into(),
             kind,
             message: message.into(),
+            also: Vec::new(),
         }
+    }
+
+    /// The first of `errors` with the others in `also`; `None` when there are none.
+    pub(crate) fn all(errors: Vec<SpecError>) -> Option<SpecError> {
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.also.extend(errors);
+        Some(first)
     }
 }

@@ -10,7 +10,10 @@ use toml::{Spanned, Value};
 
 use super::random::{parse_dist, Dist, Random};
 use super::{SpecError, SpecErrorKind};
-use crate::config::{display_value as show, parse_value, ConfigError, RunConfig, KEYS};
+use crate::config::{
+    did_you_mean, display_value as show, hint_unknown_field, parse_value, ConfigError, RunConfig,
+    KEYS,
+};
 
 /// One axis of the grid: a config key and the values it takes.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +91,11 @@ fn check_key(key: &str) -> Result<(), Problem> {
             .collect();
         return Err(Problem::new(
             SpecErrorKind::Key,
-            format!("unknown key '{key}'; allowed keys: {}", allowed.join(", ")),
+            format!(
+                "unknown key '{key}'{}; allowed keys: {}",
+                did_you_mean(key, allowed.iter().copied()),
+                allowed.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -132,7 +139,9 @@ impl Spec {
         Spec::parse(&text, &path.display().to_string())
     }
 
-    /// Parses and checks a spec; `file` names it in error messages.
+    /// Parses and checks a spec; `file` names it in error messages. Every problem found is
+    /// reported at once (the first in the error, the others in its `also`), except TOML that
+    /// does not parse, after which nothing else can be checked.
     pub fn parse(text: &str, file: &str) -> Result<Spec, SpecError> {
         let line = |span: std::ops::Range<usize>| {
             let start = span.start.min(text.len());
@@ -142,26 +151,28 @@ impl Spec {
             let message = match e.message() {
                 "duplicate key" => "duplicate key: a key (or grid axis) may appear once per table",
                 m => m,
-            }
-            .to_string();
+            };
             let origin = e.span().map_or_else(|| file.to_string(), &line);
-            SpecError::new(origin, SpecErrorKind::Syntax, message)
+            SpecError::new(origin, SpecErrorKind::Syntax, hint_unknown_field(message))
         })?;
         let err = |span: std::ops::Range<usize>, kind: SpecErrorKind, message: String| {
             SpecError::new(line(span), kind, message)
         };
+        let mut errors = Vec::new();
 
-        check_name(raw.name.get_ref()).map_err(|e| err(raw.name.span(), e.kind, e.message))?;
+        if let Err(e) = check_name(raw.name.get_ref()) {
+            errors.push(err(raw.name.span(), e.kind, e.message));
+        }
         let seeds = raw.seeds.get_ref().clone();
         if seeds.is_empty() {
-            return Err(err(
+            errors.push(err(
                 raw.seeds.span(),
                 SpecErrorKind::Seeds,
                 "seeds is empty; give at least one, e.g. seeds = [0, 1, 2]".into(),
             ));
         }
         if let Some(s) = first_duplicate(&seeds) {
-            return Err(err(
+            errors.push(err(
                 raw.seeds.span(),
                 SpecErrorKind::Seeds,
                 format!("seed {s} is listed twice"),
@@ -178,10 +189,16 @@ impl Spec {
         for (key, value) in base_keys {
             let at = line(key.span());
             let k = key.get_ref().as_str();
-            check_key(k).map_err(|p| p.at(line(key.span()), "[base] "))?;
-            base.set_value(k, value.get_ref().clone())
-                .map_err(|e| config_problem(&e).at(line(value.span()), "[base] "))?;
-            origins.insert(k.to_string(), at);
+            if let Err(p) = check_key(k) {
+                errors.push(p.at(at, "[base] "));
+                continue;
+            }
+            match base.set_value(k, value.get_ref().clone()) {
+                Ok(()) => {
+                    origins.insert(k.to_string(), at);
+                }
+                Err(e) => errors.push(config_problem(&e).at(line(value.span()), "[base] ")),
+            }
         }
         base.name = raw.name.get_ref().clone();
 
@@ -198,7 +215,7 @@ impl Spec {
             let table_span = grid.span();
             let mut axes: Vec<_> = grid.into_inner().into_iter().collect();
             if axes.is_empty() {
-                return Err(err(
+                errors.push(err(
                     table_span,
                     SpecErrorKind::Axis,
                     "[grid] has no axes; add one (e.g. hidden = [32, 64]) or remove [grid] to \
@@ -210,7 +227,7 @@ impl Spec {
             for (key, values) in axes {
                 let k = key.get_ref().clone();
                 let Value::Array(items) = values.get_ref() else {
-                    return Err(err(
+                    errors.push(err(
                         values.span(),
                         SpecErrorKind::Axis,
                         format!(
@@ -218,16 +235,31 @@ impl Spec {
                             show(values.get_ref())
                         ),
                     ));
+                    continue;
                 };
-                spec.add_axis(&k, items.clone(), line(values.span()))?;
+                if let Err(e) = spec.add_axis(&k, items.clone(), line(values.span())) {
+                    errors.push(e);
+                }
             }
         }
 
         if let Some(random) = raw.random {
             spec.origins.insert("random".into(), line(random.span()));
-            spec.random = Some(spec.parse_random(random, &line)?);
+            spec.random = spec.parse_random(random, &line, &mut errors);
         }
-        Ok(spec)
+        // With problems found, also those of the runs that the rest of the spec makes, so that
+        // one attempt shows everything (without problems, the caller expands it anyway).
+        if !errors.is_empty() {
+            if let Err(mut e) = spec.expand() {
+                let also = std::mem::take(&mut e.also);
+                errors.push(e);
+                errors.extend(also);
+            }
+        }
+        match SpecError::all(errors) {
+            Some(e) => Err(e),
+            None => Ok(spec),
+        }
     }
 
     /// Adds a grid axis after checking its key, its values (each on the base config) and that
@@ -259,6 +291,7 @@ impl Spec {
             let mut cfg = self.base.clone();
             cfg.set_value(key, value.clone())
                 .map_err(|e| fail(config_problem(&e)))?;
+            check_value(&cfg, key).map_err(fail)?;
             if !seen.insert(cfg.value_string(key)) {
                 return Err(axis(&format!("the value {} is listed twice", show(value))));
             }
@@ -277,11 +310,14 @@ impl Spec {
             .is_some_and(|r| r.keys.iter().any(|(k, _)| k == key))
     }
 
+    /// `[random]`, or `None` after pushing its problems to `errors`.
     fn parse_random(
         &self,
         table: Spanned<BTreeMap<Spanned<String>, Spanned<Value>>>,
         line: &dyn Fn(std::ops::Range<usize>) -> String,
-    ) -> Result<Random, SpecError> {
+        errors: &mut Vec<SpecError>,
+    ) -> Option<Random> {
+        let before = errors.len();
         let table_span = table.span();
         let fail = |span: std::ops::Range<usize>, message: String| {
             SpecError::new(
@@ -301,53 +337,66 @@ impl Spec {
             match k {
                 "n" => match v.as_integer() {
                     Some(i) if i >= 1 => n = Some(i as usize),
-                    _ => return Err(fail(span, format!("n = {v}: must be an integer >= 1"))),
+                    _ => errors.push(fail(span, format!("n = {v}: must be an integer >= 1"))),
                 },
                 "seed" => match v.as_integer() {
                     Some(i) if i >= 0 => seed = i as u64,
-                    _ => return Err(fail(span, format!("seed = {v}: must be an integer >= 0"))),
+                    _ => errors.push(fail(span, format!("seed = {v}: must be an integer >= 0"))),
                 },
-                _ => {
-                    check_key(k).map_err(|p| p.at(line(key.span()), "[random] "))?;
-                    if self.grid.iter().any(|a| a.key == k) {
-                        return Err(fail(
-                            key.span(),
-                            format!("{k} is also a [grid] axis; sweep it in one place"),
-                        ));
-                    }
-                    let dist =
-                        parse_dist(v).map_err(|e| fail(span.clone(), format!("{k}: {e}")))?;
-                    // Every value the distribution can give must suit the key.
-                    let probes: Vec<Value> = match &dist {
-                        Dist::Uniform(lo, hi) | Dist::LogUniform(lo, hi) => {
-                            vec![Value::Float(*lo), Value::Float(*hi)]
-                        }
-                        Dist::Int(lo, hi) => vec![Value::Integer(*lo), Value::Integer(*hi)],
-                        Dist::Choice(values) => values.clone(),
-                    };
-                    for probe in probes {
-                        let mut cfg = self.base.clone();
-                        cfg.set_value(k, probe).map_err(|e| {
-                            config_problem(&e).at(line(span.clone()), &format!("[random] {k}: "))
-                        })?;
-                    }
-                    keys.push((k.to_string(), dist));
-                }
+                _ => match parse_dist(v) {
+                    Err(e) => errors.push(fail(span, format!("{k}: {e}"))),
+                    Ok(dist) => match self.check_random(k, &dist) {
+                        Ok(()) => keys.push((k.to_string(), dist)),
+                        Err(p) => errors.push(p.at(line(key.span()), "[random] ")),
+                    },
+                },
             }
         }
-        let Some(n) = n else {
-            return Err(fail(
-                table_span,
+        if n.is_none() {
+            errors.push(fail(
+                table_span.clone(),
                 "missing n, the number of samples (e.g. n = 16)".into(),
             ));
-        };
-        if keys.is_empty() {
-            return Err(fail(
+        }
+        if keys.is_empty() && errors.len() == before {
+            errors.push(fail(
                 table_span,
                 "no key to draw; add one, e.g. lr = { log_uniform = [1e-3, 1e-1] }".into(),
             ));
         }
-        Ok(Random { n, seed, keys })
+        match n {
+            Some(n) if errors.len() == before => Some(Random { n, seed, keys }),
+            _ => None,
+        }
+    }
+
+    /// Checks that `key` may be drawn from `dist`: a key that may be swept, not a grid axis, and
+    /// every value the distribution can give suits it.
+    fn check_random(&self, key: &str, dist: &Dist) -> Result<(), Problem> {
+        check_key(key)?;
+        if self.grid.iter().any(|a| a.key == key) {
+            return Err(Problem::new(
+                SpecErrorKind::Random,
+                format!("{key} is also a [grid] axis; sweep it in one place"),
+            ));
+        }
+        let probes: Vec<Value> = match dist {
+            Dist::Uniform(lo, hi) | Dist::LogUniform(lo, hi) => {
+                vec![Value::Float(*lo), Value::Float(*hi)]
+            }
+            Dist::Int(lo, hi) => vec![Value::Integer(*lo), Value::Integer(*hi)],
+            Dist::Choice(values) => values.clone(),
+        };
+        for probe in probes {
+            let mut cfg = self.base.clone();
+            cfg.set_value(key, probe).map_err(|e| {
+                let p = config_problem(&e);
+                Problem::new(p.kind, format!("{key}: {}", p.message))
+            })?;
+            check_value(&cfg, key)
+                .map_err(|p| Problem::new(p.kind, format!("{key}: {}", p.message)))?;
+        }
+        Ok(())
     }
 
     /// The swept keys: the grid's axes, then the keys of `[random]`.
@@ -391,13 +440,114 @@ impl Spec {
                 format!("'{key}' is drawn in [random]; it cannot also be a grid axis"),
             ));
         }
-        let values: Vec<Value> = if values.trim().is_empty() {
-            Vec::new()
-        } else {
-            values.split(',').map(|v| parse_value(v.trim())).collect()
-        };
+        let values = axis_values(values)
+            .map_err(|m| SpecError::new(origin.clone(), SpecErrorKind::Axis, m))?;
         self.grid.retain(|a| a.key != key);
         self.add_axis(key, values, origin)
+    }
+
+    /// `--random key=log_uniform(1e-4,1e-1)`: draws `key` from a distribution (the forms of
+    /// `[random]`, written as calls), replacing its distribution when `[random]` has one. A spec
+    /// without `[random]` gets one with `n = 0` until [`Spec::set_samples`] gives the count.
+    pub fn set_random(&mut self, key: &str, text: &str) -> Result<(), SpecError> {
+        let origin = format!("--random {key}={text}");
+        let fail = |kind, m: String| SpecError::new(origin.clone(), kind, m);
+        let value = call_value(text).map_err(|m| fail(SpecErrorKind::Random, m))?;
+        let dist = parse_dist(&value).map_err(|e| fail(SpecErrorKind::Random, e.to_string()))?;
+        self.check_random(key, &dist)
+            .map_err(|p| p.at(origin.clone(), ""))?;
+        let random = self.random.get_or_insert(Random {
+            n: 0,
+            seed: 0,
+            keys: Vec::new(),
+        });
+        match random.keys.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = dist,
+            None => random.keys.push((key.to_string(), dist)),
+        }
+        self.origins.insert("random".into(), origin);
+        Ok(())
+    }
+
+    /// `--samples N`: the number of draws of `[random]` (given by the spec or `--random`).
+    pub fn set_samples(&mut self, n: usize) -> Result<(), SpecError> {
+        let fail = |m: &str| SpecError::new("--samples", SpecErrorKind::Random, m);
+        let Some(random) = self.random.as_mut() else {
+            return Err(fail(
+                "nothing is drawn: give the keys to draw with --random, e.g. \
+                 --random 'lr=log_uniform(1e-4,1e-1)'",
+            ));
+        };
+        if n == 0 {
+            return Err(fail("must be at least 1"));
+        }
+        random.n = n;
+        Ok(())
+    }
+
+    /// Checks what the command line's overrides leave: a `--random` without `--samples`.
+    pub fn check_overrides(&self) -> Result<(), SpecError> {
+        match &self.random {
+            Some(r) if r.n == 0 => Err(SpecError::new(
+                "--random",
+                SpecErrorKind::Random,
+                "how many draws? add --samples N (e.g. --samples 8)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A spec without a file: `name`, seed 0, the default `[base]`, no axes (the command line
+    /// then adds them).
+    pub fn new(name: &str) -> Result<Spec, SpecError> {
+        check_name(name)?;
+        let base = RunConfig {
+            name: name.to_string(),
+            ..RunConfig::default()
+        };
+        Ok(Spec {
+            name: name.to_string(),
+            seeds: vec![0],
+            base,
+            grid: Vec::new(),
+            random: None,
+            origins: BTreeMap::from([
+                ("name".to_string(), "--name".to_string()),
+                ("seeds".to_string(), "--seeds (default 0)".to_string()),
+            ]),
+        })
+    }
+
+    /// `--name`: the sweep's name (and its default results folder).
+    pub fn set_name(&mut self, name: &str) -> Result<(), SpecError> {
+        check_name(name)?;
+        self.name = name.to_string();
+        self.base.name = name.to_string();
+        self.origins.insert("name".into(), format!("--name {name}"));
+        Ok(())
+    }
+
+    /// `--seeds 0,1,2` (or `range(0,10)`): the seeds every combination runs with.
+    pub fn set_seeds(&mut self, text: &str) -> Result<(), SpecError> {
+        let origin = format!("--seeds {text}");
+        let fail = |m: String| SpecError::new(origin.clone(), SpecErrorKind::Seeds, m);
+        let seeds = axis_values(text)
+            .map_err(fail)?
+            .iter()
+            .map(|v| match v.as_integer() {
+                Some(i) if i >= 0 => Ok(i as u64),
+                _ => Err(fail(format!("seed {}: must be an integer >= 0", show(v)))),
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        if seeds.is_empty() {
+            return Err(fail("give at least one seed, e.g. --seeds 0,1,2".into()));
+        }
+        if let Some(s) = first_duplicate(&seeds) {
+            return Err(fail(format!("seed {s} is listed twice")));
+        }
+        self.seeds = seeds;
+        self.origins.insert("seeds".into(), origin);
+        Ok(())
     }
 
     /// Where `key`'s value in a run came from.
@@ -461,9 +611,114 @@ impl Spec {
     }
 }
 
+/// The values of a command-line axis: `v1,v2,...` (each a TOML value or a bare word), or
+/// `range(start, stop[, step])`, the integers of Python's `range`.
+fn axis_values(text: &str) -> Result<Vec<Value>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    if text.starts_with("range(") {
+        let bad = |why: &str| {
+            format!("{text}: {why}; write range(start, stop) or range(start, stop, step) with integers, e.g. range(50, 201, 50) for 50, 100, 150, 200")
+        };
+        let args = text
+            .strip_prefix("range(")
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| bad("missing ')'"))?;
+        let n: Vec<i64> = args
+            .split(',')
+            .map(|a| a.trim().parse::<i64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("the arguments are not integers"))?;
+        let (start, stop, step) = match n[..] {
+            [start, stop] => (start, stop, 1),
+            [start, stop, step] => (start, stop, step),
+            _ => return Err(bad("two or three arguments")),
+        };
+        if step == 0 {
+            return Err(bad("the step must not be 0"));
+        }
+        let (span, stride) = if step > 0 {
+            (stop - start, step)
+        } else {
+            (start - stop, -step)
+        };
+        let len = (span.max(0) as u64).div_ceil(stride as u64) as i64;
+        if len == 0 {
+            return Err(bad("the range is empty"));
+        }
+        if len > 100_000 {
+            return Err(bad(&format!("{len} values is too many (at most 100000)")));
+        }
+        return Ok((0..len).map(|i| Value::Integer(start + i * step)).collect());
+    }
+    Ok(text.split(',').map(|v| parse_value(v.trim())).collect())
+}
+
+/// `name(a, b, ...)` as the TOML value `{ name = [a, b, ...] }`: a distribution of `[random]`
+/// written on the command line.
+fn call_value(text: &str) -> Result<Value, String> {
+    let text = text.trim();
+    let parsed = text
+        .strip_suffix(')')
+        .and_then(|t| t.split_once('('))
+        .filter(|(name, _)| !name.trim().is_empty());
+    let Some((name, args)) = parsed else {
+        return Err(format!(
+            "{text} is not a distribution; write uniform(lo,hi), log_uniform(lo,hi), \
+             int(lo,hi) or choice(v1,v2,...)"
+        ));
+    };
+    let args = args.split(',').map(|a| parse_value(a.trim())).collect();
+    Ok(Value::Table(
+        [(name.trim().to_string(), Value::Array(args))]
+            .into_iter()
+            .collect(),
+    ))
+}
+
 fn first_duplicate<T: Ord + Copy>(items: &[T]) -> Option<T> {
     let mut seen = BTreeSet::new();
     items.iter().copied().find(|x| !seen.insert(*x))
+}
+
+/// Keys whose validation depends on their own value alone (not on other keys, which a grid
+/// or [random] may change).
+const SELF_CHECKED: [&str; 10] = [
+    "hidden",
+    "depth",
+    "batch",
+    "steps",
+    "log_every",
+    "eval_every",
+    "eval_sequences",
+    "lr",
+    "momentum",
+    "forget_bias",
+];
+
+/// The problem validation finds with the value of `key` in `cfg`, for keys whose range does
+/// not depend on other keys (momentum in [0, 1), depth >= 1); the others are checked in the
+/// expansion, run by run.
+fn check_value(cfg: &RunConfig, key: &str) -> Result<(), Problem> {
+    let Some(value) = cfg.to_table().get(key).cloned() else {
+        return Ok(());
+    };
+    if !SELF_CHECKED.contains(&key) {
+        return Ok(());
+    }
+    // On the defaults, so that another key's problem cannot hide this one's.
+    let mut alone = RunConfig::default();
+    if alone.set_value(key, value).is_err() {
+        return Ok(());
+    }
+    match alone.validate() {
+        Err(e) if matches!(&e, ConfigError::BadValue { key: bad, .. } if bad == key) => {
+            Err(config_problem(&e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A config error as a spec problem (the key is said by the error).
