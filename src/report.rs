@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use gradlab_experiments::report::source::Condition;
 use gradlab_experiments::report::{self, Format, Options};
 use gradlab_experiments::sweep::Spec;
 
@@ -12,15 +13,28 @@ use crate::sweep::{run_spec, SweepArgs};
 /// Arguments of `gradlab report`.
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// A sweep's results folder (with its sweep.toml), complete or not, compacted or not
-    dir: PathBuf,
-    /// Group by these config keys [default: the swept keys]
+    /// Results folders: a sweep's (with its sweep.toml; complete or not, compacted or not) or
+    /// one of single runs (`gradlab run --out`); several are compared in one table
+    #[arg(required = true, num_args = 1..)]
+    dirs: Vec<PathBuf>,
+    /// Group by these config keys (and `source`, the folder) [default: the swept keys, and
+    /// the folder when there are several]
     #[arg(long, value_name = "KEY,KEY", value_delimiter = ',')]
     by: Option<Vec<String>>,
+    /// Only runs that meet every condition: KEY=V, KEY!=V, KEY<V, KEY<=V, KEY>V, KEY>=V on any
+    /// column of the runs table, e.g. "cell=lstm,seq_len>=100" (tags=V: has tag V)
+    #[arg(long = "where", value_name = "CONDITIONS")]
+    conditions: Option<String>,
     /// Columns of the Markdown and LaTeX tables: final_loss, best_loss, metric [default: the
     /// task metric, and the final loss unless the metric is that loss]
     #[arg(long, value_name = "NAME,NAME", value_delimiter = ',')]
     metric: Option<Vec<String>>,
+    /// Statistic columns of the Markdown and LaTeX tables, after the keys: runs, metric,
+    /// final_loss, best_loss, success, median_steps_to_success, diverged, clip_fraction,
+    /// decay_rate, trunc_cosine, trunc_norm_ratio [default: all in Markdown; metric, success,
+    /// median_steps_to_success in LaTeX]
+    #[arg(long, value_name = "NAME,NAME", value_delimiter = ',')]
+    columns: Option<Vec<String>>,
     /// Tables to write: md, tex, csv
     #[arg(
         long,
@@ -38,25 +52,32 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
+    let conditions = match &args.conditions {
+        Some(text) => Condition::parse_all(text)?,
+        None => Vec::new(),
+    };
     let opts = Options {
         by: args.by,
         metrics: args.metric,
+        columns: args.columns,
+        conditions,
         formats: args.format,
         out: args.out,
         plots: !args.no_plots,
     };
-    write(&args.dir, &opts)
+    write(&args.dirs, &opts)
 }
 
-fn write(dir: &std::path::Path, opts: &Options) -> Result<()> {
-    let r = report::report(dir, opts)?;
+fn write(dirs: &[PathBuf], opts: &Options) -> Result<()> {
+    let r = report::report_many(dirs, opts)?;
     println!("{}\n", r.markdown);
     if r.missing() > 0 {
+        let folders: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         println!(
             "{} of {} runs are missing: `gradlab status {}` says which",
             r.missing(),
             r.expected,
-            dir.display()
+            folders.join(" / ")
         );
     }
     println!("wrote:");
@@ -81,6 +102,9 @@ pub struct DemoArgs {
     /// Override a key of the demo's [base], e.g. --set steps=200 for a quick look
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Replace the spec of a results folder that holds an earlier demo with other settings
+    #[arg(long)]
+    replace_spec: bool,
 }
 
 pub fn demo(args: DemoArgs) -> Result<()> {
@@ -94,10 +118,11 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         out: args.out,
         jobs: args.jobs,
         set: args.set,
+        replace_spec: args.replace_spec,
         ..SweepArgs::default()
     };
     let dir = run_spec(spec, &sweep)?;
-    write(&dir, &Options::default())?;
+    write(std::slice::from_ref(&dir), &Options::default())?;
     println!(
         "\nthe report is in {}: summary.md, summary.tex, summary.csv and the plots",
         dir.join("report").display()

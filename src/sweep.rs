@@ -16,7 +16,7 @@ use gradlab_experiments::store::RUN_FOLDERS;
 use gradlab_experiments::store::{self, Provenance};
 use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, SPEC_FILE};
 use gradlab_experiments::sweep::{
-    self, Event, PlannedRun, RunnerOptions, Spec, SweepDir, SweepStatus,
+    self, Event, PlannedRun, RunnerOptions, Spec, SpecChange, SweepDir, SweepStatus,
 };
 use gradlab_kernels::StackShape;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -73,6 +73,10 @@ pub struct SweepArgs {
     /// Stop starting runs after the first failure
     #[arg(long)]
     pub fail_fast: bool,
+    /// Make this spec the results folder's even though it drops complete runs of the spec
+    /// already there (kept as sweep.toml.replaced-<time>; no result file is removed)
+    #[arg(long)]
+    pub replace_spec: bool,
     #[command(flatten)]
     pub slurm: SlurmArgs,
 }
@@ -138,6 +142,24 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
     }
     if !args.dry_run {
         prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
+        match sweep::check_spec_change(&dir, &runs, args.replace_spec)? {
+            SpecChange::None => {}
+            SpecChange::Extends { added } => {
+                println!(
+                    "the spec extends the sweep in {} by {added} runs",
+                    dir.display()
+                )
+            }
+            SpecChange::Replaces { kept } => {
+                std::fs::rename(dir.join(SPEC_FILE), &kept)
+                    .with_context(|| format!("cannot keep the old spec as {}", kept.display()))?;
+                println!(
+                    "the spec replaces the sweep in {}; the old spec is kept as {}",
+                    dir.display(),
+                    kept.display()
+                );
+            }
+        }
         let removed = clean_temporaries(&folders(&dir))
             .with_context(|| format!("cannot clean up {}", dir.display()))?;
         if removed > 0 {

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use gradlab_experiments::report::aggregate::wilson;
-use gradlab_experiments::report::table::{latex_escape, num, pm};
+use gradlab_experiments::report::source::Condition;
+use gradlab_experiments::report::table::{latex_escape, latex_number, num, pm};
 use gradlab_experiments::report::{self, Format, Options};
 use gradlab_experiments::store::{self, read_parquet, Provenance};
 use gradlab_experiments::sweep::{PlannedRun, Spec};
@@ -56,7 +57,8 @@ fn record(i: usize) -> RunRecord {
             lr: 0.01,
             grad_norm_layers: vec![2.0],
             eval_loss: Some(0.7 - 0.1 * k as f64),
-            eval_metric: Some(if i == 0 && k == 1 { 0.0 } else { m }),
+            // Runs 0 and 1 meet the criterion at step 199; run 1 then fails it.
+            eval_metric: Some(if i <= 1 && k == 1 { 0.0 } else { m }),
             trunc_cosine: Some(1.0 - 0.01 * i as f64 - 0.001 * k as f64),
             trunc_norm_ratio: Some(0.5),
             ..StepRow::default()
@@ -216,7 +218,9 @@ fn the_table_equals_a_recomputation_from_the_parquet_files() {
     // Runs 0, 2, 4, 7, 8 succeed: groups (rnn, none) = runs 0-2, (rnn, norm:1) = 3-5, ...
     assert_eq!(col(t, "successes"), [2.0, 1.0, 2.0, 0.0]);
     assert_eq!(col(t, "diverged"), [0.0, 1.0, 0.0, 0.0]);
-    // Steps to success: run 0 at 199 (an intermediate evaluation), run 2 at 299: median 249.
+    // Steps to success, over the runs that succeeded: run 0 at 199 (an intermediate
+    // evaluation), run 2 at 299: median 249. Run 1 met the criterion at 199 too but failed at
+    // the end: counting it (as the report once did) gives 199.
     assert_eq!(col(t, "median_steps_to_success")[0], 249.0);
     assert_eq!(col(t, "median_steps_to_success")[1], 299.0);
     assert!(col(t, "median_steps_to_success")[3].is_nan());
@@ -253,19 +257,22 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
     write_sweep(&dir, &[]);
     let r = report::report(&dir, &Options::default()).unwrap();
     let tex = std::fs::read_to_string(dir.join("report").join("summary.tex")).unwrap();
+    // The default LaTeX selection: keys, the metric, success and median steps to success.
     for rule in [
         "\\toprule",
         "\\midrule",
         "\\bottomrule",
-        "\\begin{tabular}{llrrrrrrrrrr}",
+        "\\begin{tabular}{llrrr}",
         "\\end{tabular}",
+        "\\caption{",
+        "\\label{tab:gradlab-synthetic}",
     ] {
         assert_eq!(tex.matches(rule).count(), 1, "{rule} in {tex}");
     }
     let body: Vec<&str> = tex.lines().filter(|l| l.ends_with("\\\\")).collect();
-    assert_eq!(body.len(), 5, "header and 4 rows");
+    assert_eq!(body.len(), 6, "two header lines and 4 rows");
     for line in &body {
-        assert_eq!(line.matches(" & ").count(), 11, "{line}");
+        assert_eq!(line.matches(" & ").count(), 4, "{line}");
         assert_eq!(
             line.matches('{').count(),
             line.matches('}').count(),
@@ -273,6 +280,8 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
         );
         assert_eq!(line.matches('$').count() % 2, 0, "{line}");
     }
+    // No successful run in (lstm, norm:1): its median is missing, an en dash.
+    assert!(body[5].ends_with("& -- \\\\"), "{}", body[5]);
     assert!(tex.contains("$\\pm$") && tex.contains("norm:1"));
     assert_eq!(
         latex_escape("a_b 50% & $x# {y} ~^\\"),
@@ -310,6 +319,7 @@ fn partial_compacted_and_foreign_folders() {
         formats: vec![Format::Markdown],
         out: Some(dir.join("elsewhere")),
         plots: false,
+        ..Options::default()
     };
     let r = report::report(&dir, &opts).unwrap();
     assert_eq!((r.expected, r.complete, r.missing()), (12, 10, 2));
@@ -354,4 +364,129 @@ fn numbers_are_formatted_for_papers() {
     assert_eq!(pm(0.5, f64::NAN), "0.5000");
     assert_eq!(num(1234.5), "1234");
     assert_eq!(num(2.5e-5), "2.50e-5");
+}
+
+#[test]
+fn latex_numbers_use_a_real_minus_and_times_ten() {
+    assert_eq!(latex_number("-0.1426"), "$-0.1426$");
+    assert_eq!(latex_number("2.50e-5"), "$2.50\\times10^{-5}$");
+    assert_eq!(latex_number("-0.014 ± 0.018"), "$-0.014 \\pm 0.018$");
+    assert_eq!(latex_escape("MSE < 0.01"), "MSE \\textless{} 0.01");
+}
+
+/// `--columns` picks the statistics of both tables; `--by cell` pools the other swept key and
+/// the caption and headline say so; a bad column name lists the valid ones.
+#[test]
+fn columns_are_chosen_and_pooling_is_stated() {
+    let dir = tmpdir("columns");
+    write_sweep(&dir, &[]);
+    let opts = Options {
+        by: Some(vec!["cell".into()]),
+        columns: Some(vec!["decay_rate".into(), "runs".into()]),
+        plots: false,
+        ..Options::default()
+    };
+    let r = report::report(&dir, &opts).unwrap();
+    assert_eq!(
+        r.pooled,
+        [(
+            "clip".to_string(),
+            vec!["none".to_string(), "norm:1".to_string()]
+        )]
+    );
+    assert!(
+        r.markdown.starts_with("Sweep `synthetic`"),
+        "{}",
+        r.markdown
+    );
+    assert!(
+        r.markdown.contains("pooled over clip (none, norm:1)"),
+        "{}",
+        r.markdown
+    );
+    assert!(
+        r.markdown.contains("| cell | decay rate | runs |"),
+        "{}",
+        r.markdown
+    );
+    // rnn: runs 0-5, decay -0.1 (i + 1): mean -0.35, with a real minus in LaTeX.
+    assert!(
+        r.markdown.contains("| rnn | -0.3500 | 6 |"),
+        "{}",
+        r.markdown
+    );
+    let tex = std::fs::read_to_string(dir.join("report").join("summary.tex")).unwrap();
+    assert!(tex.contains("rnn & $-0.3500$ & $6$ \\\\"), "{tex}");
+    assert!(tex.contains("pooled over clip (none, norm:1)"), "{tex}");
+    let bad = Options {
+        columns: Some(vec!["sucess".into()]),
+        ..Options::default()
+    };
+    let err = report::report(&dir, &bad).unwrap_err().to_string();
+    assert!(
+        err.contains("--columns sucess") && err.contains("median_steps_to_success"),
+        "{err}"
+    );
+}
+
+/// Several folders in one table (a `source` column), a folder of single runs, and `--where`.
+#[test]
+fn several_folders_compare_in_one_table_and_where_filters() {
+    let root = tmpdir("many");
+    let (a, b) = (root.join("a"), root.join("b"));
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+        write_sweep(d, &[]);
+    }
+    let quiet = Options {
+        plots: false,
+        formats: vec![Format::Csv],
+        ..Options::default()
+    };
+    let r = report::report_many(&[a.clone(), b.clone()], &quiet).unwrap();
+    assert_eq!(r.by, ["source", "cell", "clip"]);
+    assert_eq!((r.table.height(), r.complete, r.expected), (8, 24, 24));
+    let lstm = Options {
+        conditions: Condition::parse_all("cell=lstm,clip!=none").unwrap(),
+        ..quiet.clone()
+    };
+    let r = report::report_many(&[a.clone(), b.clone()], &lstm).unwrap();
+    assert_eq!((r.table.height(), r.complete, r.expected), (2, 6, 6));
+    assert!(
+        r.markdown.contains("runs where cell=lstm, clip!=none"),
+        "{}",
+        r.markdown
+    );
+    // A condition on an outcome: runs 0, 2, 4, 7, 8 succeed; the others are not "missing".
+    let ok = Options {
+        conditions: Condition::parse_all("success=true").unwrap(),
+        ..quiet.clone()
+    };
+    let r = report::report(&a, &ok).unwrap();
+    assert_eq!((r.complete, r.missing()), (5, 0));
+    let typo = Options {
+        conditions: Condition::parse_all("cel=lstm").unwrap(),
+        ..quiet.clone()
+    };
+    let err = report::report(&a, &typo).unwrap_err().to_string();
+    assert!(err.contains("did you mean `cell`"), "{err}");
+    // A folder of single runs (no sweep.toml): all its runs, grouped by what differs.
+    let single = root.join("single");
+    let spec = Spec::parse(SPEC, "spec.toml").unwrap();
+    let prov = Provenance {
+        sweep: "single".into(),
+        isa: "test".into(),
+        gradlab_version: "0".into(),
+        git_commit: "x".into(),
+    };
+    for (i, run) in spec.expand().unwrap().iter().enumerate().take(6) {
+        store::write_run(&single, &run.id, &run.config, &record(i), &prov).unwrap();
+    }
+    let r = report::report(&single, &quiet).unwrap();
+    assert_eq!(
+        r.by,
+        ["clip"],
+        "the 6 runs are rnn runs differing in clip and seed"
+    );
+    assert_eq!((r.complete, r.expected), (6, 6));
 }

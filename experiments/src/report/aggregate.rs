@@ -1,4 +1,4 @@
-//! Aggregation over seeds: the complete runs of a sweep joined with what their logged updates
+//! Aggregation over seeds: the complete runs of the sources joined with what their logged updates
 //! say (steps to success, truncation bias), grouped by the swept keys (polars' group_by), one
 //! row of statistics per group: mean ± std of the losses and the metric, success count and rate
 //! with a 95% Wilson interval, median updates to success, divergences, clip fraction, decay
@@ -8,37 +8,101 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use polars::prelude::*;
 
-use super::{f64s, strings};
+use super::source::{Condition, Source};
+use super::{f64s, strings, values, ReportError};
 use crate::store;
-use crate::sweep::{PlannedRun, SweepDir};
+use crate::sweep::PlannedRun;
 use crate::task::TaskKind;
 
 /// z of a two-sided 95% interval.
 const Z95: f64 = 1.959_963_984_540_054;
 
-/// The complete runs of a sweep in its current spec, with the per-run columns the report adds
-/// (`steps_to_success`, `trunc_cosine`, `trunc_norm_ratio`, `order`), and its logged updates.
+/// The complete runs a report covers, with the per-run columns the report adds (`source`,
+/// `steps_to_success`, `trunc_cosine`, `trunc_norm_ratio`, `order`), and their logged updates.
 pub struct SweepData {
     pub runs: DataFrame,
     pub steps: DataFrame,
+    /// The runs the sources' sweeps plan (those `--where` selects by configuration), in order.
+    pub planned: Vec<PlannedRun>,
+    /// Planned runs that are not complete yet.
+    pub missing: usize,
 }
 
 impl SweepData {
-    /// Reads the sweep's `runs` and `steps` tables; `None` when no run of its spec is complete.
-    pub fn load(sweep: &SweepDir) -> Result<Option<SweepData>, store::StoreError> {
-        let Some(runs) = store::read_table(&sweep.dir, "runs")? else {
+    /// Reads the `runs` and `steps` tables of every source: of a sweep, the runs of its current
+    /// spec; of a folder of single runs, all of them; then keeps the runs that meet every
+    /// condition. `None` when no run is left.
+    pub fn load(
+        sources: &[Source],
+        conditions: &[Condition],
+    ) -> Result<Option<SweepData>, ReportError> {
+        let (mut frames, mut planned, mut missing) = (Vec::new(), Vec::new(), 0);
+        for (s, source) in sources.iter().enumerate() {
+            let runs = store::read_table(&source.dir, "runs")?;
+            let selected = source.planned(conditions);
+            let done: BTreeSet<String> = match &runs {
+                Some(r) => strings(r, "run_id")?.into_iter().collect(),
+                None => BTreeSet::new(),
+            };
+            missing += selected.iter().filter(|r| !done.contains(&r.id)).count();
+            planned.extend(selected);
+            let Some(runs) = runs else { continue };
+            let (mut runs, order) = match &source.sweep {
+                Some(sweep) => {
+                    let runs = only_planned(runs, &sweep.runs)?;
+                    let index_of: BTreeMap<&str, i64> = sweep
+                        .runs
+                        .iter()
+                        .map(|r| (r.id.as_str(), r.index as i64))
+                        .collect();
+                    let order = strings(&runs, "run_id")?
+                        .iter()
+                        .map(|id| index_of[id.as_str()])
+                        .collect::<Vec<_>>();
+                    (runs, order)
+                }
+                None => {
+                    let order = (0..runs.height() as i64).collect();
+                    (runs, order)
+                }
+            };
+            // Sources in the order given, each in its spec's order.
+            let order: Vec<i64> = order.into_iter().map(|o| ((s as i64) << 32) + o).collect();
+            runs.with_column(Column::new("order".into(), order))?;
+            let label = vec![source.label.as_str(); runs.height()];
+            runs.with_column(Column::new("source".into(), label))?;
+            let steps = store::read_table(&source.dir, "steps")?.unwrap_or_default();
+            frames.push((runs, steps));
+        }
+        let (runs, steps): (Vec<_>, Vec<_>) = frames.into_iter().unzip();
+        let Some(runs) = store::concat_aligned(runs)? else {
             return Ok(None);
         };
-        let runs = only_planned(runs, &sweep.runs)?;
+        let mut names: Vec<&str> = runs
+            .get_column_names()
+            .into_iter()
+            .map(|n| n.as_str())
+            .collect();
+        names.retain(|n| *n != "order");
+        for c in conditions {
+            c.check_key(names.iter().copied())?;
+        }
+        let runs = select(runs, conditions)?;
         if runs.height() == 0 {
             return Ok(None);
         }
-        let run_tasks: BTreeMap<String, TaskKind> = sweep
-            .runs
+        let ids = strings(&runs, "run_id")?;
+        let kept: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
+        let steps = store::concat_aligned(steps.into_iter().filter(|s| s.height() > 0).collect())?
+            .map(|s| only_ids(s, &kept))
+            .transpose()?
+            .unwrap_or_default();
+        let run_tasks: BTreeMap<String, TaskKind> = ids
             .iter()
-            .map(|r| (r.id.clone(), r.config.task))
+            .cloned()
+            .zip(strings(&runs, "task")?)
+            .filter_map(|(id, t)| Some((id, t.parse().ok()?)))
             .collect();
-        let steps = store::read_table(&sweep.dir, "steps")?.unwrap_or_default();
         let (firsts, bias) = if steps.height() > 0 {
             (
                 steps_to_success(&steps, &run_tasks)?,
@@ -47,14 +111,7 @@ impl SweepData {
         } else {
             Default::default()
         };
-        let ids = strings(&runs, "run_id")?;
         let to_success: Vec<Option<i64>> = ids.iter().map(|id| firsts.get(id).copied()).collect();
-        let index_of: BTreeMap<&str, i64> = sweep
-            .runs
-            .iter()
-            .map(|r| (r.id.as_str(), r.index as i64))
-            .collect();
-        let order: Vec<i64> = ids.iter().map(|id| index_of[id.as_str()]).collect();
         let mut runs = runs;
         runs.with_column(Column::new("steps_to_success".into(), to_success))?;
         let (cos, ratio): (Vec<f64>, Vec<f64>) = ids
@@ -63,11 +120,48 @@ impl SweepData {
             .unzip();
         runs.with_column(Column::new("trunc_cosine".into(), cos))?;
         runs.with_column(Column::new("trunc_norm_ratio".into(), ratio))?;
-        runs.with_column(Column::new("order".into(), order))?;
-        // In the spec's order, so that sums over a group never depend on file names.
+        // In the specs' order, so that sums over a group never depend on file names.
         let runs = runs.sort(["order"], SortMultipleOptions::default())?;
-        Ok(Some(SweepData { runs, steps }))
+        Ok(Some(SweepData {
+            runs,
+            steps,
+            planned,
+            missing,
+        }))
     }
+}
+
+/// The rows of `runs` that meet every condition.
+fn select(runs: DataFrame, conditions: &[Condition]) -> PolarsResult<DataFrame> {
+    let mut keep = vec![true; runs.height()];
+    for c in conditions {
+        if c.key == "tags" && runs.column("tags")?.dtype().is_list() {
+            let tags = runs.column("tags")?.list()?.clone();
+            for (i, k) in keep.iter_mut().enumerate() {
+                let row: Vec<String> = match tags.get_as_series(i) {
+                    Some(s) => s.str()?.iter().flatten().map(String::from).collect(),
+                    None => Vec::new(),
+                };
+                *k &= c.holds_for_tags(&row);
+            }
+        } else {
+            for (k, v) in keep.iter_mut().zip(values(&runs, &c.key)?) {
+                *k &= c.holds(v.as_deref());
+            }
+        }
+    }
+    runs.filter(&keep.into_iter().collect())
+}
+
+/// The rows of a table whose run is in `ids`.
+fn only_ids(df: DataFrame, ids: &BTreeSet<&str>) -> PolarsResult<DataFrame> {
+    let keep: BooleanChunked = df
+        .column("run_id")?
+        .str()?
+        .iter()
+        .map(|id| id.is_some_and(|id| ids.contains(id)))
+        .collect();
+    df.filter(&keep)
 }
 
 /// The Wilson score interval of `k` successes in `n` trials at `z`.
@@ -130,14 +224,7 @@ fn truncation_bias(steps: &DataFrame) -> PolarsResult<BTreeMap<String, (f64, f64
 
 /// Keeps the rows of runs in the sweep's current spec (a folder may hold runs of an earlier one).
 fn only_planned(runs: DataFrame, planned: &[PlannedRun]) -> PolarsResult<DataFrame> {
-    let ids: BTreeSet<&str> = planned.iter().map(|r| r.id.as_str()).collect();
-    let keep: BooleanChunked = runs
-        .column("run_id")?
-        .str()?
-        .iter()
-        .map(|id| id.is_some_and(|id| ids.contains(id)))
-        .collect();
-    runs.filter(&keep)
+    only_ids(runs, &planned.iter().map(|r| r.id.as_str()).collect())
 }
 
 /// Mean and sample standard deviation of the finite values (NaN when there are none; the std
@@ -193,10 +280,18 @@ pub fn aggregate(runs: &DataFrame, by: &[String]) -> PolarsResult<DataFrame> {
         push("success_rate", k / judged as f64);
         push("success_lo95", lo);
         push("success_hi95", hi);
+        // Over the runs that succeeded (their final evaluation met the criterion), not every run
+        // that met it at some evaluation and lost it again.
         let to_success = g.column("steps_to_success")?.cast(&DataType::Float64)?;
+        let of_successes: Float64Chunked = to_success
+            .f64()?
+            .iter()
+            .zip(success.iter())
+            .map(|(steps, ok)| steps.filter(|_| ok == Some(true)))
+            .collect();
         push(
             "median_steps_to_success",
-            to_success.f64()?.median().unwrap_or(f64::NAN),
+            of_successes.median().unwrap_or(f64::NAN),
         );
         let status = g.column("status")?.str()?;
         push(

@@ -15,8 +15,8 @@ use crate::task::TaskKind;
 
 /// What the figures are drawn from.
 pub struct FigureData<'a> {
-    /// The results folder (its `flow` table is read here).
-    pub dir: &'a Path,
+    /// The results folders (their `flow` tables are read here).
+    pub dirs: &'a [PathBuf],
     pub runs: &'a DataFrame,
     pub steps: &'a DataFrame,
     /// The aggregated table, one row per group.
@@ -105,7 +105,7 @@ fn xy(df: &DataFrame, x: &str, y: &str) -> PolarsResult<impl Iterator<Item = (St
 /// Draws every figure that `d` has data for into `out`; returns the files written.
 pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportError> {
     let FigureData {
-        dir,
+        dirs,
         runs,
         steps,
         table,
@@ -130,7 +130,11 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
         });
     }
 
-    if let Some(flow) = store::read_table(dir, "flow").map_err(store::StoreError::from)? {
+    let flows = dirs
+        .iter()
+        .filter_map(|d| store::read_table(d, "flow").transpose())
+        .collect::<PolarsResult<Vec<_>>>()?;
+    if let Some(flow) = store::concat_aligned(flows)? {
         // The last untruncated probe of each run's top layer.
         let probe = last_probe(&flow)?;
         let rows = xy(&probe, "lag", "grad_norm")?;

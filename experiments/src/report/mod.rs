@@ -5,17 +5,21 @@
 pub mod aggregate;
 pub mod figures;
 pub mod plot;
+pub mod source;
 pub mod table;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::sweep::{SweepDir, SweepDirError};
+use crate::config::{KEYS, LABEL_KEYS};
+use crate::sweep::SweepDirError;
 use crate::task::TaskKind;
 use aggregate::{aggregate, SweepData};
 use figures::FigureData;
-use table::{to_csv, Cells};
+use source::{Condition, Source, WhereError};
+use table::{to_csv, Cells, ColumnError};
 
 pub use table::Format;
 
@@ -25,17 +29,25 @@ pub enum ReportError {
     #[error(transparent)]
     Sweep(#[from] SweepDirError),
     #[error(
-        "{0} has no complete run of its sweep.toml yet; `gradlab status {0}` says where it stands"
+        "{0} has no complete run yet (of its sweep.toml{1}); `gradlab status` says where a sweep stands"
     )]
-    NoRuns(PathBuf),
+    NoRuns(String, &'static str),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Polars(#[from] PolarsError),
-    #[error("--by {key}: not a config key of the runs table; swept keys here: {swept}")]
-    BadBy { key: String, swept: String },
+    #[error("--by {key}: not a config key of the runs table to group by; swept keys here: {swept}{hint}")]
+    BadBy {
+        key: String,
+        swept: String,
+        hint: String,
+    },
     #[error("--metric {0}: expected final_loss, best_loss or metric")]
     BadMetric(String),
+    #[error(transparent)]
+    Columns(#[from] ColumnError),
+    #[error(transparent)]
+    Where(#[from] WhereError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -48,37 +60,21 @@ pub enum ReportError {
 /// What to report and where.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Group by these keys (default: the swept keys).
+    /// Group by these keys (default: the swept keys, the keys in which the runs differ, and the
+    /// folder when there are several).
     pub by: Option<Vec<String>>,
-    /// Loss/metric columns of the Markdown and LaTeX tables: final_loss, best_loss, metric
-    /// (default: the task metric, and the final loss where that is not the metric itself).
+    /// Loss/metric columns of the default Markdown and LaTeX tables: final_loss, best_loss,
+    /// metric (default: the task metric, and the final loss where that is not the metric).
     pub metrics: Option<Vec<String>>,
+    /// The statistic columns of the Markdown and LaTeX tables ([`table::COLUMNS`]; default: all
+    /// of them in Markdown, the metric, success and median steps to success in LaTeX).
+    pub columns: Option<Vec<String>>,
+    /// Only the runs that meet every condition (`--where`).
+    pub conditions: Vec<Condition>,
     pub formats: Vec<Format>,
-    /// Output folder (default `DIR/report`).
+    /// Output folder (default `DIR/report` of the first folder).
     pub out: Option<PathBuf>,
     pub plots: bool,
-}
-
-impl Options {
-    /// Checks the options against the sweep; returns the keys to group by.
-    fn check(&self, sweep: &SweepDir) -> Result<Vec<String>, ReportError> {
-        for m in self.metrics.iter().flatten() {
-            if !["final_loss", "best_loss", "metric"].contains(&m.as_str()) {
-                return Err(ReportError::BadMetric(m.clone()));
-            }
-        }
-        let swept = sweep.spec.swept_keys();
-        let by = self.by.clone().unwrap_or_else(|| swept.clone());
-        for key in &by {
-            if !crate::config::KEYS.contains(&key.as_str()) || key == "seed" || key == "name" {
-                return Err(ReportError::BadBy {
-                    key: key.clone(),
-                    swept: swept.join(", "),
-                });
-            }
-        }
-        Ok(by)
-    }
 }
 
 impl Default for Options {
@@ -86,10 +82,77 @@ impl Default for Options {
         Options {
             by: None,
             metrics: None,
+            columns: None,
+            conditions: Vec::new(),
             formats: vec![Format::Markdown, Format::Latex, Format::Csv],
             out: None,
             plots: true,
         }
+    }
+}
+
+/// Keys a report never groups by: seeds are what it aggregates over, names and labels do not
+/// change a run.
+const NOT_GROUPS: [&str; 2] = ["seed", "name"];
+
+/// The keys the runs were swept over: the sweeps' axes, the config keys in which the loaded
+/// runs differ, and `source` when the report compares several folders.
+fn swept_keys(sources: &[Source], runs: &DataFrame) -> PolarsResult<Vec<String>> {
+    let mut keys: Vec<String> = Vec::new();
+    if sources.len() > 1 {
+        keys.push("source".into());
+    }
+    for s in sources.iter().filter_map(|s| s.sweep.as_ref()) {
+        for k in s.spec.swept_keys() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    for &k in KEYS {
+        let skip =
+            NOT_GROUPS.contains(&k) || LABEL_KEYS.contains(&k) || keys.iter().any(|x| x == k);
+        if !skip
+            && runs
+                .column(k)
+                .is_ok_and(|c| c.n_unique().is_ok_and(|n| n > 1))
+        {
+            keys.push(k.into());
+        }
+    }
+    Ok(keys)
+}
+
+impl Options {
+    /// Checks the options against the runs; returns the keys to group by.
+    fn check(&self, swept: &[String], runs: &DataFrame) -> Result<Vec<String>, ReportError> {
+        for m in self.metrics.iter().flatten() {
+            if !["final_loss", "best_loss", "metric"].contains(&m.as_str()) {
+                return Err(ReportError::BadMetric(m.clone()));
+            }
+        }
+        if let Some(columns) = &self.columns {
+            table::check_columns(columns)?;
+        }
+        let Some(by) = self.by.clone() else {
+            return Ok(swept.to_vec());
+        };
+        let groupable: Vec<&str> = KEYS
+            .iter()
+            .copied()
+            .filter(|k| !NOT_GROUPS.contains(k) && !LABEL_KEYS.contains(k))
+            .chain(["source"])
+            .collect();
+        for key in &by {
+            if !groupable.contains(&key.as_str()) || runs.column(key).is_err() {
+                return Err(ReportError::BadBy {
+                    key: key.clone(),
+                    swept: swept.join(", "),
+                    hint: crate::config::did_you_mean(key, groupable.iter().copied()),
+                });
+            }
+        }
+        Ok(by)
     }
 }
 
@@ -100,6 +163,8 @@ pub struct Report {
     pub table: DataFrame,
     pub markdown: String,
     pub by: Vec<String>,
+    /// The swept keys not grouped by, whose runs each group pools, with their values.
+    pub pooled: Vec<(String, Vec<String>)>,
     pub expected: usize,
     pub complete: usize,
     pub files: Vec<PathBuf>,
@@ -113,13 +178,21 @@ impl Report {
 
 /// The values of column `name` as display strings ("-" for a missing value).
 fn strings(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
+    Ok(values(df, name)?
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| "-".into()))
+        .collect())
+}
+
+/// The values of column `name` as display strings (`None` for a missing value).
+fn values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<String>>> {
     let c = df.column(name)?.as_materialized_series().clone();
     Ok((0..c.len())
         .map(|i| match c.get(i) {
-            Ok(AnyValue::String(s)) => s.to_string(),
-            Ok(AnyValue::StringOwned(s)) => s.to_string(),
-            Ok(AnyValue::Null) | Err(_) => "-".into(),
-            Ok(v) => v.to_string(),
+            Ok(AnyValue::String(s)) => Some(s.to_string()),
+            Ok(AnyValue::StringOwned(s)) => Some(s.to_string()),
+            Ok(AnyValue::Null) | Err(_) => None,
+            Ok(v) => Some(v.to_string()),
         })
         .collect())
 }
@@ -132,35 +205,77 @@ fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
 
 /// Aggregates the sweep in `dir` and writes the tables (and figures) of `opts`.
 pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
-    let sweep = SweepDir::open(dir)?;
-    let by = opts.check(&sweep)?;
-    let Some(data) = SweepData::load(&sweep)? else {
-        return Err(ReportError::NoRuns(dir.to_path_buf()));
-    };
-    let (planned, complete) = (&sweep.runs, data.runs.height());
-    let table = aggregate(&data.runs, &by)?;
-    // The task, if the sweep has one (the metric's name and the success plots depend on it).
-    let task = planned
-        .first()
-        .map(|r| r.config.task)
-        .filter(|t| planned.iter().all(|r| r.config.task == *t));
-    let out = opts.out.clone().unwrap_or_else(|| dir.join("report"));
+    report_many(&[dir.to_path_buf()], opts)
+}
 
-    let headline = format!(
-        "Sweep `{}`: {complete} of {} runs complete{}; mean ± std over seeds, grouped by {}.",
-        sweep.spec.name,
-        planned.len(),
-        if complete < planned.len() {
-            format!(" ({} missing)", planned.len() - complete)
+/// Aggregates the runs of one or more results folders (sweeps, or folders of single runs) in
+/// one table and writes the tables (and figures) of `opts`.
+pub fn report_many(dirs: &[PathBuf], opts: &Options) -> Result<Report, ReportError> {
+    let sources = source::open_all(dirs)?;
+    let Some(data) = SweepData::load(&sources, &opts.conditions)? else {
+        let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        let filtered = if opts.conditions.is_empty() {
+            ""
         } else {
-            String::new()
-        },
-        if by.is_empty() {
-            "nothing (all runs)".to_string()
-        } else {
-            by.join(", ")
-        }
-    );
+            " that --where selects"
+        };
+        return Err(ReportError::NoRuns(names.join(", "), filtered));
+    };
+    let swept = swept_keys(&sources, &data.runs)?;
+    let by = opts.check(&swept, &data.runs)?;
+    let complete = data.runs.height();
+    let expected = complete + data.missing;
+    let table = aggregate(&data.runs, &by)?;
+    // The task, if every run has the same (the metric's name and the success plots depend on it).
+    let tasks: BTreeSet<String> = strings(&data.runs, "task")?.into_iter().collect();
+    let task: Option<TaskKind> = match tasks.iter().next() {
+        Some(t) if tasks.len() == 1 => t.parse().ok(),
+        _ => None,
+    };
+    let out = opts.out.clone().unwrap_or_else(|| dirs[0].join("report"));
+    let pooled: Vec<(String, Vec<String>)> = swept
+        .iter()
+        .filter(|k| !by.contains(k))
+        .map(|k| {
+            let mut seen: Vec<String> = Vec::new();
+            for v in strings(&data.runs, k)? {
+                if !seen.contains(&v) {
+                    seen.push(v);
+                }
+            }
+            Ok((k.clone(), seen))
+        })
+        .collect::<PolarsResult<_>>()?;
+    let seeds: BTreeSet<String> = strings(&data.runs, "seed")?.into_iter().collect();
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| match &s.sweep {
+            Some(sweep) => format!("`{}`", sweep.spec.name),
+            None => format!("`{}` (runs)", s.label),
+        })
+        .collect();
+    let context = Context {
+        what: format!(
+            "{} {}",
+            if names.len() > 1 { "Sweeps" } else { "Sweep" },
+            names.join(", ")
+        ),
+        complete,
+        expected,
+        by: by.clone(),
+        pooled: pooled.clone(),
+        seeds: seeds.len(),
+        conditions: opts
+            .conditions
+            .iter()
+            .map(|c| format!("{}{}{}", c.key, c.op.as_str(), c.value))
+            .collect(),
+        criterion: task.and_then(|t| {
+            t.criterion()
+                .map(|c| format!("{} {} {}", t.metric_name(), c.op(), c.threshold()))
+        }),
+    };
+    let headline = context.headline();
     let metrics = opts.metrics.clone().unwrap_or_else(|| {
         if task.is_some_and(TaskKind::metric_is_loss) {
             vec!["metric".into()]
@@ -169,13 +284,35 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
         }
     });
     let metric_name = task.map_or("task metric", TaskKind::metric_name);
-    let cells = Cells::new(&table, &by, &metrics, metric_name)?;
-    let markdown = format!("{headline}\n\n{}", cells.markdown());
+    let cells = Cells::new(&table, &by, metric_name)?;
+    let md_columns = opts
+        .columns
+        .clone()
+        .unwrap_or_else(|| cells.markdown_columns(&metrics));
+    let tex_columns = opts
+        .columns
+        .clone()
+        .unwrap_or_else(|| Cells::latex_columns(&metrics));
+    let markdown = format!("{headline}\n\n{}", cells.markdown(&md_columns));
+    let label = format!(
+        "tab:gradlab-{}",
+        sources
+            .iter()
+            .map(|s| s
+                .sweep
+                .as_ref()
+                .map_or(s.label.as_str(), |w| w.spec.name.as_str()))
+            .collect::<Vec<_>>()
+            .join("-")
+    );
     let mut files = Vec::new();
     for format in &opts.formats {
         let (name, text) = match format {
             Format::Markdown => ("summary.md", markdown.clone() + "\n"),
-            Format::Latex => ("summary.tex", cells.latex(&headline)),
+            Format::Latex => (
+                "summary.tex",
+                cells.latex(&tex_columns, &context.caption(metric_name), &label),
+            ),
             Format::Csv => ("summary.csv", to_csv(&table)?),
         };
         let path = out.join(name);
@@ -189,12 +326,12 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
     }
     if opts.plots {
         let figures = FigureData {
-            dir,
+            dirs: &sources.iter().map(|s| s.dir.clone()).collect::<Vec<_>>(),
             runs: &data.runs,
             steps: &data.steps,
             table: &table,
             by: &by,
-            planned,
+            planned: &data.planned,
             task,
         };
         files.extend(figures::draw_all(&figures, &out)?);
@@ -203,8 +340,90 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
         table,
         markdown,
         by,
-        expected: planned.len(),
+        pooled,
+        expected,
         complete,
         files,
     })
+}
+
+/// What a table shows, for its headline (Markdown) and caption (LaTeX).
+struct Context {
+    /// "Sweep `demo`".
+    what: String,
+    complete: usize,
+    expected: usize,
+    by: Vec<String>,
+    pooled: Vec<(String, Vec<String>)>,
+    seeds: usize,
+    conditions: Vec<String>,
+    /// "MSE < 0.01".
+    criterion: Option<String>,
+}
+
+impl Context {
+    fn pooled_text(&self) -> String {
+        self.pooled
+            .iter()
+            .map(|(k, v)| format!("{k} ({})", v.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn scope(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.conditions.is_empty() {
+            parts.push(format!("runs where {}", self.conditions.join(", ")));
+        }
+        if !self.pooled.is_empty() {
+            parts.push(format!("pooled over {}", self.pooled_text()));
+        }
+        parts.join("; ")
+    }
+
+    fn headline(&self) -> String {
+        let missing = self.expected - self.complete;
+        let mut line = format!(
+            "{}: {} of {} runs complete{}; mean ± std over seeds, grouped by {}",
+            self.what,
+            self.complete,
+            self.expected,
+            if missing > 0 {
+                format!(" ({missing} missing)")
+            } else {
+                String::new()
+            },
+            if self.by.is_empty() {
+                "nothing (all runs)".to_string()
+            } else {
+                self.by.join(", ")
+            }
+        );
+        let scope = self.scope();
+        if !scope.is_empty() {
+            line += &format!("; {scope}");
+        }
+        line + "."
+    }
+
+    fn caption(&self, metric: &str) -> String {
+        let mut text = format!(
+            "{} ({} runs): {metric} as mean ± std over {} seed{}",
+            self.what.replace('`', ""),
+            self.complete,
+            self.seeds,
+            if self.seeds == 1 { "" } else { "s" }
+        );
+        let scope = self.scope();
+        if !scope.is_empty() {
+            text += &format!(", {scope}");
+        }
+        text += ".";
+        if let Some(c) = &self.criterion {
+            text += &format!(
+                " Success: final {c}, with its 95% Wilson interval; median steps to success over the runs that succeeded."
+            );
+        }
+        text
+    }
 }

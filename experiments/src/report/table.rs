@@ -1,5 +1,5 @@
-//! The aggregated table as text: Markdown (printed and `summary.md`), LaTeX (a booktabs
-//! `tabular`, `summary.tex`) and CSV (every statistic at full precision, `summary.csv`).
+//! The aggregated table as text: Markdown (printed and `summary.md`), LaTeX (a booktabs table
+//! float, `summary.tex`) and CSV (every statistic at full precision, `summary.csv`).
 
 use polars::prelude::*;
 
@@ -99,122 +99,287 @@ pub fn to_csv(table: &DataFrame) -> PolarsResult<String> {
     Ok(String::from_utf8(bytes).expect("the cells are UTF-8"))
 }
 
+/// The statistic columns a Markdown or LaTeX table can show (`--columns`), by the name of the
+/// CSV column they come from (the loss and metric columns show `<name>_mean ± <name>_std`).
+pub const COLUMNS: [&str; 11] = [
+    "runs",
+    "metric",
+    "final_loss",
+    "best_loss",
+    "success",
+    "median_steps_to_success",
+    "diverged",
+    "clip_fraction",
+    "decay_rate",
+    "trunc_cosine",
+    "trunc_norm_ratio",
+];
+
+/// A `--columns` name that is not one of [`COLUMNS`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--columns {0}: not a table column; choose from {cols}", cols = COLUMNS.join(", "))]
+pub struct ColumnError(pub String);
+
+/// Checks `--columns` names.
+pub fn check_columns(names: &[String]) -> Result<(), ColumnError> {
+    match names.iter().find(|n| !COLUMNS.contains(&n.as_str())) {
+        Some(bad) => Err(ColumnError(bad.clone())),
+        None => Ok(()),
+    }
+}
+
+/// How a column's cells are typeset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A grouping key: left-aligned text.
+    Key,
+    /// Numbers (`mean ± std`, counts): right-aligned, in math mode in LaTeX.
+    Number,
+    /// Other right-aligned text (`2/3 [0.21, 0.94]`).
+    Text,
+}
+
+/// One column of a table: its `--columns` name (keys: the key), headers and cells.
+struct Col {
+    name: String,
+    header: String,
+    /// The LaTeX header, split over lines.
+    latex_header: Vec<String>,
+    kind: Kind,
+    cells: Vec<String>,
+}
+
 /// The table's cells as text, shared by the Markdown and LaTeX writers.
 pub struct Cells {
-    header: Vec<String>,
-    /// Columns of keys (left-aligned) before the statistics.
-    keys: usize,
-    rows: Vec<Vec<String>>,
+    cols: Vec<Col>,
+    rows: usize,
 }
 
 impl Cells {
-    pub fn new(
-        t: &DataFrame,
-        by: &[String],
-        metrics: &[String],
-        metric: &str,
-    ) -> PolarsResult<Cells> {
-        let mut header: Vec<String> = by.to_vec();
-        let mut columns: Vec<Vec<String>> = by
-            .iter()
-            .map(|k| strings(t, k))
-            .collect::<PolarsResult<_>>()?;
-        header.push("runs".into());
-        columns.push(strings(t, "runs")?);
-        for m in metrics {
+    /// Every column the aggregated table `t` can show, keys `by` first; `metric` names the
+    /// task metric in headers.
+    pub fn new(t: &DataFrame, by: &[String], metric: &str) -> PolarsResult<Cells> {
+        let mut cols = Vec::new();
+        let mut add = |name: &str, header: &str, latex: &[&str], kind, cells: Vec<String>| {
+            cols.push(Col {
+                name: name.into(),
+                header: header.into(),
+                latex_header: latex.iter().map(|s| s.to_string()).collect(),
+                kind,
+                cells,
+            })
+        };
+        for k in by {
+            let short = if k == "truncation" { "trunc." } else { k };
+            add(k, k, &[short], Kind::Key, strings(t, k)?);
+        }
+        add("runs", "runs", &["runs"], Kind::Number, strings(t, "runs")?);
+        for m in ["metric", "final_loss", "best_loss"] {
             let (mean, std) = (
                 f64s(t, &format!("{m}_mean"))?,
                 f64s(t, &format!("{m}_std"))?,
             );
-            header.push(match m.as_str() {
+            let header = match m {
                 "metric" => metric.to_string(),
                 other => other.replace('_', " "),
-            });
-            columns.push(mean.iter().zip(&std).map(|(m, s)| pm(*m, *s)).collect());
+            };
+            let cells = mean.iter().zip(&std).map(|(m, s)| pm(*m, *s)).collect();
+            add(m, &header, &[&header], Kind::Number, cells);
         }
         let (k, n) = (f64s(t, "successes")?, f64s(t, "judged")?);
         let (lo, hi) = (f64s(t, "success_lo95")?, f64s(t, "success_hi95")?);
-        header.push("success [95% CI]".into());
-        columns.push(
-            (0..t.height())
-                .map(|i| {
-                    if n[i] > 0.0 {
-                        format!("{}/{} [{:.2}, {:.2}]", k[i], n[i], lo[i], hi[i])
-                    } else {
-                        "-".into()
-                    }
-                })
-                .collect(),
-        );
-        header.push("median steps to success".into());
-        columns.push(
-            f64s(t, "median_steps_to_success")?
-                .into_iter()
-                .map(num)
-                .collect(),
-        );
-        header.push("diverged".into());
-        columns.push(strings(t, "diverged")?);
-        header.push("clip fraction".into());
-        columns.push(f64s(t, "clip_fraction")?.into_iter().map(num).collect());
-        header.push("decay rate".into());
-        columns.push(f64s(t, "decay_rate")?.into_iter().map(num).collect());
-        // The truncation-bias probe, where some run is truncated.
-        let (cos, ratio) = (f64s(t, "trunc_cosine")?, f64s(t, "trunc_norm_ratio")?);
-        if cos.iter().any(|c| c.is_finite() && *c < 1.0) {
-            header.push("trunc. cosine".into());
-            columns.push(cos.into_iter().map(num).collect());
-            header.push("trunc. norm ratio".into());
-            columns.push(ratio.into_iter().map(num).collect());
-        }
-        let rows = (0..t.height())
-            .map(|i| columns.iter().map(|c| c[i].clone()).collect())
+        let success = (0..t.height())
+            .map(|i| {
+                if n[i] > 0.0 {
+                    format!("{}/{} [{:.2}, {:.2}]", k[i], n[i], lo[i], hi[i])
+                } else {
+                    "-".into()
+                }
+            })
             .collect();
+        add(
+            "success",
+            "success [95% CI]",
+            &["success", "[95% CI]"],
+            Kind::Text,
+            success,
+        );
+        let mut number = |name: &str, header: &str, latex: &[&str]| -> PolarsResult<()> {
+            let cells = f64s(t, name)?.into_iter().map(num).collect();
+            add(name, header, latex, Kind::Number, cells);
+            Ok(())
+        };
+        number(
+            "median_steps_to_success",
+            "median steps to success",
+            &["median steps", "to success"],
+        )?;
+        number("diverged", "diverged", &["diverged"])?;
+        number("clip_fraction", "clip fraction", &["clip", "fraction"])?;
+        number("decay_rate", "decay rate", &["decay", "rate"])?;
+        number("trunc_cosine", "trunc. cosine", &["trunc.", "cosine"])?;
+        number(
+            "trunc_norm_ratio",
+            "trunc. norm ratio",
+            &["trunc.", "norm ratio"],
+        )?;
         Ok(Cells {
-            header,
-            keys: by.len(),
-            rows,
+            cols,
+            rows: t.height(),
         })
     }
 
-    pub fn markdown(&self) -> String {
-        let align: Vec<&str> = (0..self.header.len())
-            .map(|i| if i < self.keys { "---" } else { "---:" })
+    /// The default columns of a Markdown table: `metrics` (the loss and metric columns), then
+    /// every other statistic; the truncation-bias probe only where some run is truncated.
+    pub fn markdown_columns(&self, metrics: &[String]) -> Vec<String> {
+        let truncated = self.col("trunc_cosine").is_some_and(|c| {
+            c.cells
+                .iter()
+                .any(|v| v.parse::<f64>().is_ok_and(|x| x < 1.0))
+        });
+        let mut names = vec!["runs".to_string()];
+        names.extend(metrics.iter().cloned());
+        names.extend(
+            [
+                "success",
+                "median_steps_to_success",
+                "diverged",
+                "clip_fraction",
+                "decay_rate",
+            ]
+            .map(String::from),
+        );
+        if truncated {
+            names.extend(["trunc_cosine", "trunc_norm_ratio"].map(String::from));
+        }
+        names
+    }
+
+    /// The default columns of a LaTeX table, few enough for a paper's column: the first of
+    /// `metrics`, success and median steps to success.
+    pub fn latex_columns(metrics: &[String]) -> Vec<String> {
+        let mut names: Vec<String> = metrics.iter().take(1).cloned().collect();
+        names.extend(["success", "median_steps_to_success"].map(String::from));
+        names
+    }
+
+    fn col(&self, name: &str) -> Option<&Col> {
+        self.cols.iter().find(|c| c.name == name)
+    }
+
+    /// The key columns, then the columns `names` (in that order).
+    fn select(&self, names: &[String]) -> Vec<&Col> {
+        let keys = self.cols.iter().filter(|c| c.kind == Kind::Key);
+        keys.chain(names.iter().filter_map(|n| self.col(n)))
+            .collect()
+    }
+
+    /// A Markdown table of the key columns and `names`.
+    pub fn markdown(&self, names: &[String]) -> String {
+        let cols = self.select(names);
+        let line = |cells: Vec<&str>| format!("| {} |", cells.join(" | "));
+        let align: Vec<&str> = cols
+            .iter()
+            .map(|c| if c.kind == Kind::Key { "---" } else { "---:" })
             .collect();
-        let line = |cells: &[String]| format!("| {} |", cells.join(" | "));
-        let mut out = vec![line(&self.header), format!("|{}|", align.join("|"))];
-        out.extend(self.rows.iter().map(|r| line(r)));
+        let mut out = vec![
+            line(cols.iter().map(|c| c.header.as_str()).collect()),
+            format!("|{}|", align.join("|")),
+        ];
+        for i in 0..self.rows {
+            out.push(line(cols.iter().map(|c| c.cells[i].as_str()).collect()));
+        }
         out.join("\n")
     }
 
-    pub fn latex(&self, headline: &str) -> String {
-        let spec: String = (0..self.header.len())
-            .map(|i| if i < self.keys { 'l' } else { 'r' })
+    /// A LaTeX `table` float of the key columns and `names`: booktabs rules, `\footnotesize`,
+    /// real minus signs, `--` for a missing value, `caption` and `label`. A table estimated
+    /// wider than one column of a two-column paper is a `table*` (full width).
+    pub fn latex(&self, names: &[String], caption: &str, label: &str) -> String {
+        let cols = self.select(names);
+        let spec: String = cols
+            .iter()
+            .map(|c| if c.kind == Kind::Key { 'l' } else { 'r' })
             .collect();
-        let row = |cells: &[String]| {
-            cells
-                .iter()
-                .map(|c| latex_escape(c))
-                .collect::<Vec<_>>()
-                .join(" & ")
-                + " \\\\"
+        let header_lines = cols.iter().map(|c| c.latex_header.len()).max().unwrap_or(1);
+        let cell = |c: &Col, text: &str| match c.kind {
+            _ if text == "-" => "--".to_string(),
+            Kind::Number => latex_number(text),
+            Kind::Key | Kind::Text => latex_escape(text),
         };
+        let row = |cells: Vec<String>| cells.join(" & ") + " \\\\";
+        let mut body = Vec::new();
+        for line in 0..header_lines {
+            // Multi-line headers sit on the bottom line, as booktabs tables do.
+            let pad = |c: &Col| header_lines - c.latex_header.len();
+            body.push(row(cols
+                .iter()
+                .map(|c| {
+                    line.checked_sub(pad(c))
+                        .map_or(String::new(), |j| latex_escape(&c.latex_header[j]))
+                })
+                .collect()));
+        }
+        body.push("\\midrule".into());
+        for i in 0..self.rows {
+            body.push(row(cols.iter().map(|c| cell(c, &c.cells[i])).collect()));
+        }
+        // Width at \footnotesize: about 4.5 pt a character, 2 x 4 pt of padding per column;
+        // a column of a two-column article is about 240 pt wide.
+        let chars: usize = cols
+            .iter()
+            .map(|c| {
+                let header = c.latex_header.iter().map(|h| h.chars().count()).max();
+                let cells = c.cells.iter().map(|v| v.chars().count()).max();
+                header.max(cells).unwrap_or(0)
+            })
+            .sum();
+        let width = 4.5 * chars as f64 + 8.0 * cols.len() as f64;
+        let float = if width > 230.0 { "table*" } else { "table" };
         let mut out = vec![
-            format!("% {}", headline.replace('`', "")),
             "% Written by gradlab report; needs \\usepackage{booktabs}.".to_string(),
+            format!("\\begin{{{float}}}[tbp]"),
+            "\\centering".into(),
+            "\\footnotesize".into(),
+            "\\setlength{\\tabcolsep}{4pt}".into(),
             format!("\\begin{{tabular}}{{{spec}}}"),
             "\\toprule".into(),
-            row(&self.header),
-            "\\midrule".into(),
         ];
-        out.extend(self.rows.iter().map(|r| row(r)));
+        out.extend(body);
         out.extend([
             "\\bottomrule".into(),
             "\\end{tabular}".into(),
+            format!("\\caption{{{}}}", latex_escape(caption)),
+            format!("\\label{{{label}}}"),
+            format!("\\end{{{float}}}"),
             String::new(),
         ]);
         out.join("\n")
     }
+}
+
+/// A number cell for LaTeX, in math mode: a real minus, `\pm`, and `a\times10^{b}` for the
+/// scientific form (`-1.2e-5 ± 3.0e-6`).
+pub fn latex_number(text: &str) -> String {
+    let mut out = String::from("$");
+    for (i, part) in text.split(" ± ").enumerate() {
+        if i > 0 {
+            out.push_str(" \\pm ");
+        }
+        match part.split_once('e') {
+            Some((mantissa, exp)) if exp.parse::<i32>().is_ok() => {
+                out.push_str(&format!(
+                    "{mantissa}\\times10^{{{}}}",
+                    exp.parse::<i32>().unwrap()
+                ));
+            }
+            _ if part == "inf" => out.push_str("\\infty"),
+            _ if part == "-inf" => out.push_str("-\\infty"),
+            _ => out.push_str(part),
+        }
+    }
+    out.push('$');
+    out
 }
 
 /// Text for LaTeX: specials escaped, ± as math.
@@ -228,6 +393,8 @@ pub fn latex_escape(s: &str) -> String {
                 out.push(c);
             }
             '~' => out.push_str("\\textasciitilde{}"),
+            '<' => out.push_str("\\textless{}"),
+            '>' => out.push_str("\\textgreater{}"),
             '^' => out.push_str("\\textasciicircum{}"),
             '±' => out.push_str("$\\pm$"),
             c => out.push(c),

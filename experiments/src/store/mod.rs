@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::PolarsError;
 
 pub use compact::{compact, Compacted, COMPACTED};
-pub use read::{completed_ids, diverged_ids, parts, read_parquet, read_table};
+pub use read::{completed_ids, concat_aligned, diverged_ids, parts, read_parquet, read_table};
 pub use write::write_run;
 
 /// The tables of a results folder, one subfolder each; `runs` (the completion marker) first.

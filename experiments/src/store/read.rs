@@ -88,7 +88,7 @@ pub fn read_table(dir: &Path, table: &str) -> PolarsResult<Option<DataFrame>> {
 
 /// Stacks frames whose columns may differ: the union of their columns in first-seen order,
 /// nulls where a frame lacks one.
-fn concat_aligned(frames: Vec<DataFrame>) -> PolarsResult<Option<DataFrame>> {
+pub fn concat_aligned(frames: Vec<DataFrame>) -> PolarsResult<Option<DataFrame>> {
     let mut schema: Vec<(PlSmallStr, DataType)> = Vec::new();
     for df in &frames {
         for c in df.columns() {

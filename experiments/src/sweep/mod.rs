@@ -24,7 +24,9 @@ pub use expand::{parse_shard, shard, PlannedRun};
 pub use identity::run_id;
 pub use runner::{execute, Event, RunError, RunnerOptions, Summary};
 pub use spec::{check_name, Spec};
-pub use status::{SweepDir, SweepDirError, SweepStatus};
+pub use status::{
+    check_spec_change, SpecChange, SpecReuseError, SweepDir, SweepDirError, SweepStatus,
+};
 
 /// What is wrong with a spec, for matching; the message says it in words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -125,6 +125,90 @@ pub fn folders(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A folder that holds another sweep's results: running `spec` into it would replace its
+/// `sweep.toml` and drop runs that its report counts.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{dir} holds the results of sweep `{old}` ({planned} runs, {complete} complete), and this \
+     spec does not contain {dropped} of its runs ({dropped_complete} of them complete): its report \
+     would stop counting them. Write to another folder (--out), or pass --replace-spec to make \
+     this spec the folder's (the old one is kept as {kept}; no result file is removed)",
+    dir = dir.display(),
+    kept = SPEC_FILE.to_string() + ".replaced-<time>"
+)]
+pub struct SpecReuseError {
+    pub dir: PathBuf,
+    pub old: String,
+    pub planned: usize,
+    pub complete: usize,
+    pub dropped: usize,
+    pub dropped_complete: usize,
+}
+
+/// What running a spec into a folder does to the spec already there.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpecChange {
+    /// No `sweep.toml` yet, or the same runs.
+    None,
+    /// Every run of the old spec is in the new one, and `added` more.
+    Extends { added: usize },
+    /// The old spec is replaced (`--replace-spec`, or none of its runs was complete): it is
+    /// kept under this name.
+    Replaces { kept: PathBuf },
+}
+
+/// Checks that `runs` may be written into `dir` beside what its `sweep.toml` planned: the same
+/// runs, more runs, or a spec none of whose runs completed; anything else (a spec that drops
+/// complete runs) only with `replace`. A `sweep.toml` that cannot be read counts as dropping
+/// all its runs.
+pub fn check_spec_change(
+    dir: &Path,
+    runs: &[PlannedRun],
+    replace: bool,
+) -> Result<SpecChange, SpecReuseError> {
+    let path = dir.join(SPEC_FILE);
+    if !path.is_file() {
+        return Ok(SpecChange::None);
+    }
+    let new: BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let done = store::completed_ids(dir).unwrap_or_default();
+    let (old_name, old_ids) = match SweepDir::open(dir) {
+        Ok(old) => (
+            old.spec.name.clone(),
+            old.runs
+                .iter()
+                .map(|r| r.id.clone())
+                .collect::<BTreeSet<_>>(),
+        ),
+        Err(_) => ("(unreadable sweep.toml)".to_string(), done.clone()),
+    };
+    let dropped: Vec<&String> = old_ids
+        .iter()
+        .filter(|id| !new.contains(id.as_str()))
+        .collect();
+    if dropped.is_empty() {
+        let added = new.iter().filter(|id| !old_ids.contains(**id)).count();
+        return Ok(if added == 0 {
+            SpecChange::None
+        } else {
+            SpecChange::Extends { added }
+        });
+    }
+    let dropped_complete = dropped.iter().filter(|id| done.contains(**id)).count();
+    if dropped_complete > 0 && !replace {
+        return Err(SpecReuseError {
+            dir: dir.to_path_buf(),
+            old: old_name,
+            planned: old_ids.len(),
+            complete: old_ids.iter().filter(|id| done.contains(*id)).count(),
+            dropped: dropped.len(),
+            dropped_complete,
+        });
+    }
+    let kept = dir.join(format!("{SPEC_FILE}.replaced-{}", crate::fs::unix_time()));
+    Ok(SpecChange::Replaces { kept })
+}
+
 /// Writes `sweep.toml` (the spec as run) and `manifest.json` (what ran it, where) into `dir`.
 pub fn write_spec_and_manifest(
     dir: &Path,
