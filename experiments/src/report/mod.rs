@@ -91,13 +91,13 @@ impl Default for Options {
     }
 }
 
-/// Keys a report never groups by: seeds are what it aggregates over, names and labels do not
-/// change a run.
+/// Keys a report never groups by (nor [`LABEL_KEYS`]): seeds are what it aggregates over, a
+/// name does not change a run.
 const NOT_GROUPS: [&str; 2] = ["seed", "name"];
 
 /// The keys the runs were swept over: the sweeps' axes, the config keys in which the loaded
 /// runs differ, and `source` when the report compares several folders.
-fn swept_keys(sources: &[Source], runs: &DataFrame) -> PolarsResult<Vec<String>> {
+fn swept_keys(sources: &[Source], runs: &DataFrame) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     if sources.len() > 1 {
         keys.push("source".into());
@@ -120,7 +120,7 @@ fn swept_keys(sources: &[Source], runs: &DataFrame) -> PolarsResult<Vec<String>>
             keys.push(k.into());
         }
     }
-    Ok(keys)
+    keys
 }
 
 impl Options {
@@ -221,7 +221,7 @@ pub fn report_many(dirs: &[PathBuf], opts: &Options) -> Result<Report, ReportErr
         };
         return Err(ReportError::NoRuns(names.join(", "), filtered));
     };
-    let swept = swept_keys(&sources, &data.runs)?;
+    let swept = swept_keys(&sources, &data.runs);
     let by = opts.check(&swept, &data.runs)?;
     let complete = data.runs.height();
     let expected = complete + data.missing;
