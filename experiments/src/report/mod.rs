@@ -1,6 +1,6 @@
 //! `gradlab report` (DESIGN.md "Report"): a sweep's Parquet files [`aggregate`]d over seeds
 //! with polars, grouped by the swept keys, written as [`table`]s (Markdown, LaTeX booktabs, CSV)
-//! and [`figures`] ([`plot`]: SVG and PNG).
+//! and [`figures`] ([`plot`]: PDF, SVG and PNG, with their data as CSV).
 
 pub mod aggregate;
 pub mod figures;
@@ -43,6 +43,8 @@ pub enum ReportError {
     },
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+    #[error("--facet {key}: not a key the report groups by; use one of: {by}, or `none`")]
+    BadFacet { key: String, by: String },
 }
 
 /// What to report and where.
@@ -57,6 +59,8 @@ pub struct Options {
     /// Output folder (default `DIR/report`).
     pub out: Option<PathBuf>,
     pub plots: bool,
+    /// Figure formats, facets and size.
+    pub figures: plot::FigureOptions,
 }
 
 impl Options {
@@ -77,6 +81,18 @@ impl Options {
                 });
             }
         }
+        if let plot::Facet::Key(key) = &self.figures.facet {
+            if !by.contains(key) {
+                return Err(ReportError::BadFacet {
+                    key: key.clone(),
+                    by: if by.is_empty() {
+                        "(no key: the report groups by nothing)".into()
+                    } else {
+                        by.join(", ")
+                    },
+                });
+            }
+        }
         Ok(by)
     }
 }
@@ -89,6 +105,7 @@ impl Default for Options {
             formats: vec![Format::Markdown, Format::Latex, Format::Csv],
             out: None,
             plots: true,
+            figures: plot::FigureOptions::default(),
         }
     }
 }
@@ -197,7 +214,7 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
             planned,
             task,
         };
-        files.extend(figures::draw_all(&figures, &out)?);
+        files.extend(figures::draw_all(&figures, &out, &opts.figures)?);
     }
     Ok(Report {
         table,
