@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use gradlab_experiments::report::plot::{Facet, FigureOptions, FigureWidth, PlotFormat};
 use gradlab_experiments::report::source::Condition;
 use gradlab_experiments::report::{self, Format, Options};
 use gradlab_experiments::sweep::Spec;
@@ -49,6 +50,22 @@ pub struct ReportArgs {
     /// Tables only, no plots
     #[arg(long)]
     no_plots: bool,
+    /// Figure files to write beside each figure's CSV data: pdf (vector, fonts embedded, for
+    /// \includegraphics), svg, png (300 dpi)
+    #[arg(
+        long,
+        value_name = "FMT,FMT",
+        value_delimiter = ',',
+        default_value = "pdf,svg,png"
+    )]
+    plot_format: Vec<PlotFormat>,
+    /// One panel per value of this key, axes shared; `none` for one panel [default: cell, when
+    /// the runs differ in it]
+    #[arg(long, value_name = "KEY")]
+    facet: Option<Facet>,
+    /// Width of each figure, in in, cm, mm or pt (3.4in: one column of a two-column paper)
+    #[arg(long, value_name = "WIDTH", default_value = "3.4in")]
+    figure_width: FigureWidth,
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
@@ -64,6 +81,11 @@ pub fn run(args: ReportArgs) -> Result<()> {
         formats: args.format,
         out: args.out,
         plots: !args.no_plots,
+        figures: FigureOptions {
+            formats: args.plot_format,
+            facet: args.facet.unwrap_or_default(),
+            width: args.figure_width,
+        },
     };
     write(&args.dirs, &opts)
 }
@@ -124,7 +146,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let dir = run_spec(spec, &sweep)?;
     write(std::slice::from_ref(&dir), &Options::default())?;
     println!(
-        "\nthe report is in {}: summary.md, summary.tex, summary.csv and the plots",
+        "\nthe report is in {}: summary.md, summary.tex, summary.csv and the figures (PDF, SVG, PNG, \
+         each with its data as CSV)",
         dir.join("report").display()
     );
     Ok(())

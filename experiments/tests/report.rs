@@ -288,17 +288,21 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
         "a\\_b 50\\% \\& \\$x\\# \\{y\\} \\textasciitilde{}\\textasciicircum{}\\textbackslash{}"
     );
     for plot in ["loss", "gradient_vs_lag", "success_vs_clip"] {
-        for ext in ["svg", "png"] {
+        for ext in ["pdf", "svg", "png", "csv"] {
             let path = dir.join("report").join(format!("{plot}.{ext}"));
             assert!(r.files.contains(&path), "{} not written", path.display());
             let bytes = std::fs::read(&path).unwrap();
-            assert!(bytes.len() > 5000, "{} is nearly empty", path.display());
+            let least = if ext == "csv" { 200 } else { 5000 };
+            assert!(bytes.len() > least, "{} is nearly empty", path.display());
             if ext == "png" {
                 assert_eq!(&bytes[1..4], b"PNG");
-            } else {
+            } else if ext == "pdf" {
+                assert!(bytes.starts_with(b"%PDF-"));
+            } else if ext == "svg" {
                 let svg = String::from_utf8(bytes).unwrap();
                 assert!(svg.contains("<svg") && svg.contains("</svg>"));
-                assert!(svg.contains("cell=rnn clip=none") || plot == "success_vs_clip");
+                // Faceted by cell (swept): one panel each.
+                assert!(svg.contains("\ncell=rnn\n") && svg.contains("\ncell=lstm\n"));
             }
         }
     }
@@ -307,6 +311,51 @@ fn latex_is_booktabs_and_balanced_and_plots_are_written() {
         .join("report")
         .join("success_vs_truncation.svg")
         .exists());
+}
+
+#[test]
+fn loss_csv_beside_the_figure_is_the_mean_over_seeds_of_the_logged_loss() {
+    let dir = tmpdir("figure-csv");
+    let planned = write_sweep(&dir, &[4]);
+    report::report(&dir, &Options::default()).unwrap();
+    let mut csv = csv::Reader::from_path(dir.join("report").join("loss.csv")).unwrap();
+    assert_eq!(
+        csv.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["cell", "clip", "step", "loss_mean", "loss_min", "loss_max"]
+    );
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 4 * 3, "4 groups x 3 logged steps");
+    for row in &rows {
+        let step: usize = row[2].parse().unwrap();
+        // Every complete run of the group, recomputed from the records written.
+        let losses: Vec<f64> = planned
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| *i != 4 && r.swept[0].1 == row[0] && r.swept[1].1 == row[1])
+            .flat_map(|(i, _)| record(i).logged)
+            .filter(|s| s.step == step)
+            .map(|s| s.loss)
+            .collect();
+        assert!(!losses.is_empty(), "{row:?}");
+        let mean = losses.iter().sum::<f64>() / losses.len() as f64;
+        let num = |j: usize| row[j].parse::<f64>().unwrap();
+        assert!((num(3) - mean).abs() < 1e-12, "{row:?}: {mean}");
+        assert_eq!(num(4), losses.iter().copied().fold(f64::INFINITY, f64::min));
+        assert_eq!(num(5), losses.iter().copied().fold(0.0, f64::max));
+    }
+}
+
+#[test]
+fn a_facet_must_be_a_grouping_key() {
+    let dir = tmpdir("facet");
+    write_sweep(&dir, &[]);
+    let mut opts = Options::default();
+    opts.figures.facet = "seq_len".parse().unwrap();
+    let e = report::report(&dir, &opts).unwrap_err().to_string();
+    assert!(
+        e.contains("--facet seq_len") && e.contains("cell, clip"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::plot::{self, Chart, Series};
+use super::plot::{self, Chart, FigureOptions, Series};
 use super::{f64s, strings, ReportError};
 use crate::store;
 use crate::sweep::PlannedRun;
@@ -27,41 +27,32 @@ pub struct FigureData<'a> {
     pub task: Option<TaskKind>,
 }
 
-/// `key=value key=value` per group, in table order.
-fn group_labels(t: &DataFrame, by: &[String]) -> PolarsResult<Vec<String>> {
-    if by.is_empty() {
-        return Ok(vec!["all runs".into(); t.height()]);
-    }
+/// The values of the keys `by` of every row of `t` (one empty list per row without keys).
+fn group_keys(t: &DataFrame, by: &[String]) -> PolarsResult<Vec<Vec<String>>> {
     let cols: Vec<Vec<String>> = by
         .iter()
         .map(|k| strings(t, k))
         .collect::<PolarsResult<_>>()?;
     Ok((0..t.height())
-        .map(|i| {
-            by.iter()
-                .zip(&cols)
-                .map(|(k, c)| format!("{k}={}", c[i]))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|i| cols.iter().map(|c| c[i].clone()).collect())
         .collect())
 }
 
-/// The group label of every run (a row of `runs`).
-fn run_labels(runs: &DataFrame, by: &[String]) -> PolarsResult<BTreeMap<String, String>> {
+/// The group (values of `by`) of every run (a row of `runs`).
+fn run_groups(runs: &DataFrame, by: &[String]) -> PolarsResult<BTreeMap<String, Vec<String>>> {
     let ids = strings(runs, "run_id")?;
-    let labels = group_labels(runs, by)?;
-    Ok(ids.into_iter().zip(labels).collect())
+    let groups = group_keys(runs, by)?;
+    Ok(ids.into_iter().zip(groups).collect())
 }
 
 /// Mean over the runs of each group, and the band (min, max), of `value` at each `x`.
 fn curves(
     rows: impl Iterator<Item = (String, f64, f64)>,
-    labels: &BTreeMap<String, String>,
-    order: &[String],
+    labels: &BTreeMap<String, Vec<String>>,
+    order: &[Vec<String>],
     log_mean: bool,
 ) -> Vec<Series> {
-    let mut acc: BTreeMap<&str, BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
+    let mut acc: BTreeMap<&[String], BTreeMap<i64, Vec<f64>>> = BTreeMap::new();
     for (id, x, v) in rows {
         let Some(label) = labels.get(&id) else {
             continue;
@@ -69,7 +60,7 @@ fn curves(
         if !v.is_finite() || (log_mean && v <= 0.0) {
             continue;
         }
-        acc.entry(label.as_str())
+        acc.entry(label.as_slice())
             .or_default()
             .entry(x as i64)
             .or_default()
@@ -78,8 +69,8 @@ fn curves(
     order
         .iter()
         .filter_map(|label| {
-            let points = acc.get(label.as_str())?;
-            let mut s = Series::new(label);
+            let points = acc.get(label.as_slice())?;
+            let mut s = Series::new(label.clone());
             for (&x, vs) in points {
                 let mean = if log_mean {
                     (vs.iter().map(|v| v.ln()).sum::<f64>() / vs.len() as f64).exp()
@@ -103,7 +94,11 @@ fn xy(df: &DataFrame, x: &str, y: &str) -> PolarsResult<impl Iterator<Item = (St
 }
 
 /// Draws every figure that `d` has data for into `out`; returns the files written.
-pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+pub fn draw_all(
+    d: &FigureData<'_>,
+    out: &Path,
+    opts: &FigureOptions,
+) -> Result<Vec<PathBuf>, ReportError> {
     let FigureData {
         dirs,
         runs,
@@ -113,8 +108,9 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
         planned,
         task,
     } = *d;
-    let labels = run_labels(runs, by)?;
-    let order = group_labels(table, by)?;
+    let labels = run_groups(runs, by)?;
+    let order = group_keys(table, by)?;
+    let columns = |c: [&str; 4]| c.map(String::from);
     let mut charts = Vec::new();
 
     if steps.height() > 0 {
@@ -126,6 +122,8 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
             y_label: "training loss".into(),
             log_y: true,
             categories: None,
+            keys: by.to_vec(),
+            columns: columns(["step", "loss_mean", "loss_min", "loss_max"]),
             series: curves(rows, &labels, &order, false),
         });
     }
@@ -142,9 +140,11 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
             file: "gradient_vs_lag".into(),
             title: "‖∂L/∂h_t‖ at the end of training, top layer (geometric mean over seeds)".into(),
             x_label: "lag (steps before the loss)".into(),
-            y_label: "gradient norm".into(),
+            y_label: "‖∂L/∂h_t‖, top layer".into(),
             log_y: true,
             categories: None,
+            keys: by.to_vec(),
+            columns: columns(["lag", "grad_norm_geomean", "grad_norm_min", "grad_norm_max"]),
             series: curves(rows, &labels, &order, true),
         });
     }
@@ -162,7 +162,7 @@ pub fn draw_all(d: &FigureData<'_>, out: &Path) -> Result<Vec<PathBuf>, ReportEr
         if chart.series.is_empty() {
             continue;
         }
-        files.extend(plot::draw(&chart, out)?);
+        files.extend(plot::draw(&chart, out, opts)?);
     }
     Ok(files)
 }
@@ -207,7 +207,7 @@ fn success_against(
         return Ok(None);
     }
     let others: Vec<String> = by.iter().filter(|k| *k != key).cloned().collect();
-    let labels = group_labels(table, &others)?;
+    let groups = group_keys(table, &others)?;
     let xs = strings(table, key)?;
     let (k, n) = (f64s(table, "successes")?, f64s(table, "judged")?);
     let (lo, hi) = (f64s(table, "success_lo95")?, f64s(table, "success_hi95")?);
@@ -219,10 +219,10 @@ fn success_against(
         if n[i] <= 0.0 {
             continue;
         }
-        let s = match series.iter_mut().position(|s| s.label == labels[i]) {
+        let s = match series.iter_mut().position(|s| s.keys == groups[i]) {
             Some(j) => &mut series[j],
             None => {
-                series.push(Series::new(&labels[i]));
+                series.push(Series::new(groups[i].clone()));
                 series.last_mut().expect("just pushed")
             }
         };
@@ -240,6 +240,8 @@ fn success_against(
         y_label: "success rate".into(),
         log_y: false,
         categories: Some(categories),
+        keys: others,
+        columns: [key, "success_rate", "success_lo95", "success_hi95"].map(String::from),
         series,
     }))
 }

@@ -1,6 +1,6 @@
 //! `gradlab report` (DESIGN.md "Report"): a sweep's Parquet files [`aggregate`]d over seeds
 //! with polars, grouped by the swept keys, written as [`table`]s (Markdown, LaTeX booktabs, CSV)
-//! and [`figures`] ([`plot`]: SVG and PNG).
+//! and [`figures`] ([`plot`]: PDF, SVG and PNG, with their data as CSV).
 
 pub mod aggregate;
 pub mod figures;
@@ -55,6 +55,8 @@ pub enum ReportError {
     },
     #[error(transparent)]
     Plot(#[from] plot::PlotError),
+    #[error("--facet {key}: not a key the report groups by; use one of: {by}, or `none`")]
+    BadFacet { key: String, by: String },
 }
 
 /// What to report and where.
@@ -75,6 +77,8 @@ pub struct Options {
     /// Output folder (default `DIR/report` of the first folder).
     pub out: Option<PathBuf>,
     pub plots: bool,
+    /// Figure formats, facets and size.
+    pub figures: plot::FigureOptions,
 }
 
 impl Default for Options {
@@ -87,6 +91,7 @@ impl Default for Options {
             formats: vec![Format::Markdown, Format::Latex, Format::Csv],
             out: None,
             plots: true,
+            figures: plot::FigureOptions::default(),
         }
     }
 }
@@ -124,6 +129,21 @@ fn swept_keys(sources: &[Source], runs: &DataFrame) -> Vec<String> {
 }
 
 impl Options {
+    /// Checks that `--facet` names a key the report groups by.
+    fn check_facet(&self, by: &[String]) -> Result<(), ReportError> {
+        match &self.figures.facet {
+            plot::Facet::Key(key) if !by.contains(key) => Err(ReportError::BadFacet {
+                key: key.clone(),
+                by: if by.is_empty() {
+                    "(no key: the report groups by nothing)".into()
+                } else {
+                    by.join(", ")
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the options against the runs; returns the keys to group by.
     fn check(&self, swept: &[String], runs: &DataFrame) -> Result<Vec<String>, ReportError> {
         for m in self.metrics.iter().flatten() {
@@ -135,6 +155,7 @@ impl Options {
             table::check_columns(columns)?;
         }
         let Some(by) = self.by.clone() else {
+            self.check_facet(swept)?;
             return Ok(swept.to_vec());
         };
         let groupable: Vec<&str> = KEYS
@@ -152,6 +173,7 @@ impl Options {
                 });
             }
         }
+        self.check_facet(&by)?;
         Ok(by)
     }
 }
@@ -334,7 +356,7 @@ pub fn report_many(dirs: &[PathBuf], opts: &Options) -> Result<Report, ReportErr
             planned: &data.planned,
             task,
         };
-        files.extend(figures::draw_all(&figures, &out)?);
+        files.extend(figures::draw_all(&figures, &out, &opts.figures)?);
     }
     Ok(Report {
         table,

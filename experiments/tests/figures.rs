@@ -1,0 +1,323 @@
+//! Figures a paper can use as they are: a vector PDF with its font embedded, one panel per
+//! facet value, every legend entry visible, log axes labelled over the data's whole range, a
+//! width in paper units, and the plotted data as CSV beside each figure.
+
+use std::path::PathBuf;
+
+use gradlab_experiments::report::plot::{
+    self, decade_label, Chart, Facet, FigureOptions, FigureWidth, Layout, LogTicks, PlotFormat,
+    Series, DPI, PALETTE,
+};
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gradlab-figures-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The text of every `<text>` element of an SVG, trimmed.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            let body = t.split_once('>')?.1;
+            Some(body.split("</text>").next()?.trim().to_string())
+        })
+        .collect()
+}
+
+fn series(keys: &[&str], points: &[(f64, f64)]) -> Series {
+    let mut s = Series::new(keys.iter().map(|k| k.to_string()).collect());
+    s.points = points.to_vec();
+    s.band = points.iter().map(|&(x, y)| (x, y * 0.5, y * 2.0)).collect();
+    s
+}
+
+/// A demo-like chart: cell x truncation x clip, gradient norms from 1 down to 2e-24.
+fn gradient_chart() -> Chart {
+    let mut all = Vec::new();
+    for (c, cell) in ["rnn", "lstm"].into_iter().enumerate() {
+        for (t, trunc) in ["5", "25", "full"].into_iter().enumerate() {
+            for (k, clip) in ["none", "norm:1"].into_iter().enumerate() {
+                let rate = 1.1 + c as f64 * -0.05 + t as f64 * 0.01 + k as f64 * 0.003;
+                let points: Vec<(f64, f64)> = (0..50)
+                    .map(|lag| (lag as f64, 2e-24f64.powf(lag as f64 / 49.0 * rate / 1.1)))
+                    .collect();
+                all.push(series(&[cell, trunc, clip], &points));
+            }
+        }
+    }
+    Chart {
+        file: "gradient_vs_lag".into(),
+        title: "gradient against lag".into(),
+        x_label: "lag".into(),
+        y_label: "gradient norm".into(),
+        log_y: true,
+        categories: None,
+        keys: vec!["cell".into(), "truncation".into(), "clip".into()],
+        columns: ["lag", "grad_norm_geomean", "grad_norm_min", "grad_norm_max"].map(String::from),
+        series: all,
+    }
+}
+
+/// success_vs_clip as the demo drew it: six groups, four of them on top of another one.
+fn coincident_chart() -> Chart {
+    let rates = [
+        [0.0, 0.0],
+        [0.0, 0.0],
+        [0.0, 0.0],
+        [1.0, 0.67],
+        [1.0, 0.67],
+        [0.33, 1.0],
+    ];
+    let labels = ["a", "b", "c", "d", "e", "f"];
+    Chart {
+        file: "success_vs_clip".into(),
+        title: "success against clip".into(),
+        x_label: "clip".into(),
+        y_label: "success rate".into(),
+        log_y: false,
+        categories: Some(vec!["none".into(), "norm:1".into()]),
+        keys: vec!["group".into()],
+        columns: ["clip", "success_rate", "success_lo95", "success_hi95"].map(String::from),
+        series: labels
+            .iter()
+            .zip(rates)
+            .map(|(l, r)| series(&[l], &[(0.0, r[0]), (1.0, r[1])]))
+            .collect(),
+    }
+}
+
+fn opts(facet: Facet, formats: &[PlotFormat]) -> FigureOptions {
+    FigureOptions {
+        formats: formats.to_vec(),
+        facet,
+        width: FigureWidth::default(),
+    }
+}
+
+#[test]
+fn pdf_is_a_vector_pdf_with_its_font_embedded_at_the_figure_width() {
+    let dir = tmpdir("pdf");
+    let files = plot::draw(
+        &gradient_chart(),
+        &dir,
+        &opts(Facet::Auto, &[PlotFormat::Pdf]),
+    )
+    .unwrap();
+    let pdf_path = dir.join("gradient_vs_lag.pdf");
+    assert!(files.contains(&pdf_path), "{files:?}");
+    assert!(
+        !dir.join("gradient_vs_lag.svg").exists(),
+        "only the asked formats"
+    );
+    let pdf = std::fs::read(&pdf_path).unwrap();
+    let text = String::from_utf8_lossy(&pdf);
+    assert!(pdf.starts_with(b"%PDF-1."), "not a PDF");
+    assert!(text.trim_end().ends_with("%%EOF"), "truncated PDF");
+    assert!(text.contains("/FontFile"), "font not embedded");
+    assert!(text.contains("DejaVu"), "not the embedded DejaVu Sans");
+    assert!(!text.contains("/Subtype /Image"), "rasterised, not vector");
+    // The page is the figure's width: 3.4 in = 244.8 pt.
+    let media = text.split("/MediaBox [").nth(1).expect("a MediaBox");
+    let numbers: Vec<f64> = media
+        .split(']')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!((numbers[2] - numbers[0] - 244.8).abs() < 0.5, "{numbers:?}");
+}
+
+#[test]
+fn facets_give_one_panel_per_value_and_styles_tell_the_rest_apart() {
+    let chart = gradient_chart();
+    let auto = Layout::new(&chart, &Facet::Auto);
+    let titles: Vec<_> = auto.panels.iter().map(|p| p.title.clone()).collect();
+    assert_eq!(
+        titles,
+        [Some("cell=rnn".to_string()), Some("cell=lstm".to_string())]
+    );
+    assert!(auto.panels.iter().all(|p| p.series.len() == 6));
+    // Colour for truncation (3 values), line style for clip (2 values).
+    let colour = auto.colour_legend.as_ref().unwrap();
+    let style = auto.style_legend.as_ref().unwrap();
+    assert_eq!(
+        (colour.title.as_str(), colour.entries.len()),
+        ("truncation", 3)
+    );
+    assert_eq!((style.title.as_str(), style.entries.len()), ("clip", 2));
+    // Within a panel, no two series share both colour and style.
+    for p in &auto.panels {
+        let mut seen: Vec<(usize, usize)> = p
+            .series
+            .iter()
+            .map(|&i| (auto.colour[i], auto.style[i]))
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), p.series.len());
+    }
+    let by_trunc = Layout::new(&chart, &Facet::Key("truncation".into()));
+    assert_eq!(by_trunc.panels.len(), 3);
+    assert_eq!(
+        by_trunc.colour_legend.unwrap().title,
+        "cell",
+        "two values each: colour the first, style the second"
+    );
+    let one = Layout::new(&chart, &Facet::None);
+    assert_eq!(one.panels.len(), 1);
+    assert_eq!(one.panels[0].series.len(), 12);
+
+    // Drawn: each panel's title is in the SVG, once.
+    let dir = tmpdir("facets");
+    plot::draw(&chart, &dir, &opts(Facet::Auto, &[PlotFormat::Svg])).unwrap();
+    let texts = svg_texts(&std::fs::read_to_string(dir.join("gradient_vs_lag.svg")).unwrap());
+    let count = |t: &str| texts.iter().filter(|x| *x == t).count();
+    assert_eq!((count("cell=rnn"), count("cell=lstm")), (1, 1), "{texts:?}");
+    // The axis titles are drawn once, shared by the panels.
+    assert_eq!((count("gradient norm"), count("lag")), (1, 1), "{texts:?}");
+}
+
+/// Pixels of exactly `colour` in the top `rows` rows of a PNG.
+fn count_colour(png: &image::RgbImage, colour: [u8; 3], rows: u32) -> usize {
+    png.enumerate_pixels()
+        .filter(|(_, y, p)| *y < rows && p.0 == colour)
+        .count()
+}
+
+#[test]
+fn every_legend_entry_is_visible_even_when_lines_coincide() {
+    let chart = coincident_chart();
+    let layout = Layout::new(&chart, &Facet::None);
+    assert_eq!(layout.colour_legend.as_ref().unwrap().entries.len(), 6);
+    let dir = tmpdir("legend");
+    plot::draw(&chart, &dir, &opts(Facet::None, &[PlotFormat::Png])).unwrap();
+    let png = image::open(dir.join("success_vs_clip.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(png.width(), (3.4 * DPI) as u32, "3.4 in at 300 dpi");
+    // The plot is the top of the figure, the legend (one line here) below it.
+    let plot_rows = png.height() * 9 / 10;
+    for (i, c) in PALETTE.iter().enumerate().take(6) {
+        let n = count_colour(&png, [c.0, c.1, c.2], plot_rows);
+        assert!(
+            n > 200,
+            "series {i} (legend entry {i}) is hidden: {n} pixels"
+        );
+    }
+}
+
+#[test]
+fn log_axes_label_every_decade_the_data_reach() {
+    // Enough room: every decade.
+    let t = LogTicks::new(2e-24, 3.0, 30);
+    assert_eq!((t.lo, t.hi, t.step), (-24, 1, 1));
+    assert_eq!(t.labelled(), (-24..=1).collect::<Vec<_>>());
+    // Little room: labels every `step` decades, none of the data farther than that from one.
+    for max_labels in 2..12 {
+        let t = LogTicks::new(2e-24, 3.0, max_labels);
+        let l = t.labelled();
+        assert!(
+            !l.is_empty() && l.len() <= max_labels,
+            "{max_labels}: {l:?}"
+        );
+        assert!(t.lo <= -24 && t.hi >= 1, "{t:?}");
+        assert!(
+            l[0] - t.lo < t.step && t.hi - l[l.len() - 1] < t.step,
+            "{t:?}: {l:?}"
+        );
+        assert!(l.windows(2).all(|w| w[1] - w[0] == t.step));
+    }
+    assert_eq!(decade_label(-24), "10⁻²⁴");
+    assert_eq!(decade_label(0), "10⁰");
+    assert_eq!(decade_label(3), "10³");
+
+    // Drawn: the lowest and the highest labels bracket the data (2e-24 to 4, with bands).
+    let dir = tmpdir("log");
+    let chart = gradient_chart();
+    plot::draw(&chart, &dir, &opts(Facet::Auto, &[PlotFormat::Svg])).unwrap();
+    let texts = svg_texts(&std::fs::read_to_string(dir.join("gradient_vs_lag.svg")).unwrap());
+    let labelled: Vec<i32> = (-40..=5)
+        .filter(|&e| texts.contains(&decade_label(e)))
+        .collect();
+    assert!(labelled.len() >= 3, "{labelled:?}");
+    // The smallest band value is 1e-24 (half of 2e-24), the largest 2 (twice 1); the labels
+    // reach both ends within their step (plotters' own stopped at 1e-15).
+    let step = labelled[1] - labelled[0];
+    assert!(labelled[0] - step < -24, "lowest label {labelled:?}");
+    assert!(
+        labelled[labelled.len() - 1] + step > 0,
+        "highest label {labelled:?}"
+    );
+}
+
+#[test]
+fn figure_width_takes_paper_units_and_refuses_the_rest() {
+    let w = |s: &str| s.parse::<FigureWidth>().map(|w| w.0);
+    assert_eq!(w("3.4in"), Ok(3.4));
+    assert!((w("8.6cm").unwrap() - 8.6 / 2.54).abs() < 1e-12);
+    assert!((w("86 mm").unwrap() - 86.0 / 25.4).abs() < 1e-12);
+    assert!((w("245pt").unwrap() - 245.0 / 72.27).abs() < 1e-12);
+    for (bad, says) in [
+        ("3.4", "needs a unit"),
+        ("3.4ft", "unknown unit `ft`"),
+        ("abcin", "not a number"),
+        ("0.1in", "between 1in and 20in"),
+        ("-3in", "between 1in and 20in"),
+        ("", "needs a unit"),
+    ] {
+        let e = w(bad).unwrap_err();
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+    // A wider figure is drawn wider.
+    let dir = tmpdir("width");
+    let o = FigureOptions {
+        width: "7in".parse().unwrap(),
+        ..opts(Facet::None, &[PlotFormat::Png])
+    };
+    plot::draw(&coincident_chart(), &dir, &o).unwrap();
+    let png = image::open(dir.join("success_vs_clip.png")).unwrap();
+    assert_eq!(png.width(), 2100);
+    assert!("pdf,svg,png"
+        .split(',')
+        .all(|f| f.parse::<PlotFormat>().is_ok()));
+    assert!("eps"
+        .parse::<PlotFormat>()
+        .unwrap_err()
+        .contains("pdf, svg or png"));
+}
+
+#[test]
+fn csv_beside_each_figure_holds_the_plotted_series() {
+    let dir = tmpdir("csv");
+    let chart = coincident_chart();
+    let files = plot::draw(&chart, &dir, &opts(Facet::None, &[PlotFormat::Png])).unwrap();
+    let path = dir.join("success_vs_clip.csv");
+    assert!(files.contains(&path));
+    let mut r = csv::Reader::from_path(&path).unwrap();
+    assert_eq!(
+        r.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "group",
+            "clip",
+            "success_rate",
+            "success_lo95",
+            "success_hi95"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 12);
+    for (s, pair) in chart.series.iter().zip(rows.chunks(2)) {
+        for (p, row) in s.points.iter().zip(pair) {
+            assert_eq!(&row[0], s.keys[0].as_str());
+            // Categories by name, not by position or dodged position.
+            assert_eq!(&row[1], ["none", "norm:1"][p.0 as usize]);
+            assert_eq!(row[2].parse::<f64>().unwrap(), p.1);
+            assert_eq!(row[3].parse::<f64>().unwrap(), p.1 * 0.5);
+            assert_eq!(row[4].parse::<f64>().unwrap(), p.1 * 2.0);
+        }
+    }
+}
