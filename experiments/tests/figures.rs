@@ -211,6 +211,32 @@ fn every_legend_entry_is_visible_even_when_lines_coincide() {
 }
 
 #[test]
+fn coinciding_curves_each_stay_visible() {
+    // The demo's RNN losses: several groups on one curve of 60 logged steps.
+    let curve: Vec<(f64, f64)> = (0..60).map(|k| (50.0 * k as f64, 0.17)).collect();
+    let mut chart = coincident_chart();
+    chart.categories = None;
+    chart.series = ["a", "b", "c"]
+        .iter()
+        .map(|l| {
+            let mut s = series(&[l], &curve);
+            s.band.clear();
+            s
+        })
+        .collect();
+    let dir = tmpdir("curves");
+    plot::draw(&chart, &dir, &opts(Facet::None, &[PlotFormat::Png])).unwrap();
+    let png = image::open(dir.join("success_vs_clip.png"))
+        .unwrap()
+        .to_rgb8();
+    let plot_rows = png.height() * 9 / 10;
+    for (i, c) in PALETTE.iter().enumerate().take(3) {
+        let n = count_colour(&png, [c.0, c.1, c.2], plot_rows);
+        assert!(n > 200, "series {i} is hidden: {n} pixels");
+    }
+}
+
+#[test]
 fn log_axes_label_every_decade_the_data_reach() {
     // Enough room: every decade.
     let t = LogTicks::new(2e-24, 3.0, 30);

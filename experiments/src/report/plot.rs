@@ -97,9 +97,7 @@ impl FromStr for PlotFormat {
             "pdf" => Ok(PlotFormat::Pdf),
             "svg" => Ok(PlotFormat::Svg),
             "png" => Ok(PlotFormat::Png),
-            _ => Err(format!(
-                "unknown plot format `{s}`: expected pdf, svg or png (e.g. --plot-format pdf,png)"
-            )),
+            _ => Err("expected pdf, svg or png (e.g. --plot-format pdf,png)".into()),
         }
     }
 }
@@ -149,20 +147,19 @@ impl FromStr for FigureWidth {
         else {
             let unit = t.trim_start_matches(|c: char| !c.is_ascii_alphabetic());
             return Err(if unit.is_empty() {
-                format!("--figure-width `{s}` needs a unit: e.g. 3.4in, 8.6cm, 86mm or 245pt")
+                format!("`{s}` needs a unit: e.g. 3.4in, 8.6cm, 86mm or 245pt")
             } else {
-                format!(
-                    "--figure-width `{s}`: unknown unit `{unit}`; use in, cm, mm or pt (e.g. 3.4in)"
-                )
+                format!("`{s}` has an unknown unit `{unit}`; use in, cm, mm or pt (e.g. 3.4in)")
             });
         };
-        let value: f64 = number.trim().parse().map_err(|_| {
-            format!("--figure-width `{s}`: `{number}` is not a number; e.g. 3.4in or 8.6cm")
-        })?;
+        let value: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{number}` is not a number; e.g. 3.4in or 8.6cm"))?;
         let inches = value / per_inch;
         if !(1.0..=20.0).contains(&inches) {
             return Err(format!(
-                "--figure-width `{s}` is {inches:.2} in; give between 1in and 20in (3.4in is one \
+                "`{s}` is {inches:.2} in; give between 1in and 20in (3.4in is one \
                  column of a two-column paper, 7in the full page width)"
             ));
         }
@@ -949,8 +946,22 @@ fn draw_panel<DB: DrawingBackend>(
                 .map(|_| ()),
         }
         .map_err(|e| err(&e))?;
-        // Markers where points are few (and always on a categorical axis), shaped by style.
-        if chart.categories.is_some() || points.len() <= 25 {
+        // Markers at every point where points are few (and always on a categorical axis), else
+        // at every `every`-th, staggered between the panel's series so that lines lying on top
+        // of each other still show each one; shaped by line style.
+        let every = if chart.categories.is_some() || points.len() <= 25 {
+            1
+        } else {
+            (points.len() / 6).max(n)
+        };
+        let offset = j * every / n;
+        let points: Vec<(f64, f64)> = points
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % every == offset % every)
+            .map(|(_, &p)| p)
+            .collect();
+        {
             let fill = colour.filled();
             match layout.style[i] % STYLES {
                 0 => cc
@@ -1018,6 +1029,21 @@ fn draw_legend<DB: DrawingBackend>(
                         )),
                     }
                     .map_err(|e| err(&e))?;
+                    if is_style(l) {
+                        // The marker of the style, as on the lines.
+                        let (c, r) = (((x0 + x1) / 2, yc), pt(1.6) as i32);
+                        let fill = colour.filled();
+                        match e % STYLES {
+                            0 => area.draw(&Circle::new(c, r, fill)),
+                            1 => area.draw(&TriangleMarker::new(c, r + 2, fill)),
+                            2 => area.draw(&Rectangle::new(
+                                [(c.0 - r, c.1 - r), (c.0 + r, c.1 + r)],
+                                fill,
+                            )),
+                            _ => area.draw(&Cross::new(c, r + 1, style)),
+                        }
+                        .map_err(|e| err(&e))?;
+                    }
                     x += pt(19.0);
                     legend.entries[e].clone()
                 }
