@@ -1,5 +1,6 @@
 //! The report drops into a paper: a minimal two-column LaTeX document that `\input`s the
-//! summary table of a demo-shaped sweep compiles with pdflatex, without an overfull box.
+//! summary table of a demo-shaped sweep and includes one of its PDF figures compiles with
+//! pdflatex, without an overfull box.
 //!
 //! Skips with a printed reason where pdflatex is missing; CI installs it (Debian's
 //! texlive-latex-base and texlive-latex-recommended) and sets GRADLAB_REQUIRE_PDFLATEX=1, which
@@ -29,12 +30,17 @@ truncation = [5, 25, "full"]
 clip = ["none", "norm:1"]
 "#;
 
-const DOCUMENT: &str = r"\documentclass[twocolumn]{article}
+const DOCUMENT: &str = r"\pdfminorversion=7
+\documentclass[twocolumn]{article}
 \usepackage{booktabs}
 \usepackage{graphicx}
 \begin{document}
 Some text of a paper about vanishing gradients.
 \input{report/summary.tex}
+\begin{figure}[t]
+\includegraphics[width=\columnwidth]{report/gradient_vs_lag.pdf}
+\caption{Gradient norm against lag.}
+\end{figure}
 More text.
 \end{document}
 ";
@@ -48,7 +54,7 @@ fn pdflatex_missing() -> Option<String> {
 }
 
 #[test]
-fn the_summary_table_compiles_in_a_two_column_paper() {
+fn the_summary_table_and_a_figure_compile_in_a_two_column_paper() {
     if let Some(why) = pdflatex_missing() {
         assert!(
             std::env::var_os("GRADLAB_REQUIRE_PDFLATEX").is_none(),
@@ -63,7 +69,7 @@ fn the_summary_table_compiles_in_a_two_column_paper() {
     let out = dir.join("paper");
     let o = gradlab(&["sweep", s(&spec), "--out", s(&out)]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    let o = gradlab(&["report", s(&out), "--no-plots"]);
+    let o = gradlab(&["report", s(&out), "--plot-format", "pdf"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     std::fs::write(out.join("paper.tex"), DOCUMENT).unwrap();
     let o = Command::new("pdflatex")
