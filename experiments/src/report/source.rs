@@ -45,7 +45,13 @@ impl Source {
         sweep
             .runs
             .iter()
-            .filter(|r| conditions.iter().all(|c| c.holds_for_config(&r.config)))
+            .filter(|r| {
+                // The config's table once per run, not once per condition.
+                let table = r.config.to_table();
+                conditions
+                    .iter()
+                    .all(|c| c.holds_for_config(&r.config, &table))
+            })
             .cloned()
             .collect()
     }
@@ -204,11 +210,12 @@ impl Condition {
 
     /// Whether a planned run's configuration meets the condition; conditions on columns that
     /// are not config keys (outcomes) say nothing before the run is done, so they hold.
-    pub fn holds_for_config(&self, cfg: &RunConfig) -> bool {
+    /// `table` is `cfg.to_table()`.
+    pub fn holds_for_config(&self, cfg: &RunConfig, table: &toml::Table) -> bool {
         if self.key == "tags" {
             return self.holds_for_tags(&cfg.tags.0);
         }
-        match cfg.to_table().get(&self.key) {
+        match table.get(&self.key) {
             Some(v) => self.holds(Some(&crate::config::display_value(v))),
             None if crate::config::KEYS.contains(&self.key.as_str()) => self.holds(None),
             None => true,

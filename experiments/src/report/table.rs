@@ -153,6 +153,8 @@ struct Col {
 pub struct Cells {
     cols: Vec<Col>,
     rows: usize,
+    /// Whether some group was trained with truncation (its truncation-bias cosine is below 1).
+    truncated: bool,
 }
 
 impl Cells {
@@ -223,20 +225,17 @@ impl Cells {
             "trunc. norm ratio",
             &["trunc.", "norm ratio"],
         )?;
+        let truncated = f64s(t, "trunc_cosine")?.iter().any(|c| *c < 1.0);
         Ok(Cells {
             cols,
             rows: t.height(),
+            truncated,
         })
     }
 
     /// The default columns of a Markdown table: `metrics` (the loss and metric columns), then
     /// every other statistic; the truncation-bias probe only where some run is truncated.
     pub fn markdown_columns(&self, metrics: &[String]) -> Vec<String> {
-        let truncated = self.col("trunc_cosine").is_some_and(|c| {
-            c.cells
-                .iter()
-                .any(|v| v.parse::<f64>().is_ok_and(|x| x < 1.0))
-        });
         let mut names = vec!["runs".to_string()];
         names.extend(metrics.iter().cloned());
         names.extend(
@@ -249,7 +248,7 @@ impl Cells {
             ]
             .map(String::from),
         );
-        if truncated {
+        if self.truncated {
             names.extend(["trunc_cosine", "trunc_norm_ratio"].map(String::from));
         }
         names
