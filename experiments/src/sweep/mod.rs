@@ -25,7 +25,8 @@ pub use identity::run_id;
 pub use runner::{execute, Event, RunError, RunnerOptions, Summary};
 pub use spec::{check_name, Spec};
 pub use status::{
-    check_spec_change, SpecChange, SpecReuseError, SweepDir, SweepDirError, SweepStatus,
+    check_spec_change, SpecChange, SpecCheckError, SpecReuseError, SweepDir, SweepDirError,
+    SweepStatus,
 };
 
 /// What is wrong with a spec, for matching; the message says it in words.

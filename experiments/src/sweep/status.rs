@@ -145,6 +145,16 @@ pub struct SpecReuseError {
     pub dropped_complete: usize,
 }
 
+/// Why a spec may not be run into a folder.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecCheckError {
+    #[error(transparent)]
+    Reuse(#[from] SpecReuseError),
+    /// Which runs are complete cannot be told, so neither can what the spec would drop.
+    #[error("cannot tell which runs in {dir} are complete: {source}", dir = .0.display(), source = .1)]
+    Read(PathBuf, StoreError),
+}
+
 /// What running a spec into a folder does to the spec already there.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SpecChange {
@@ -165,13 +175,14 @@ pub fn check_spec_change(
     dir: &Path,
     runs: &[PlannedRun],
     replace: bool,
-) -> Result<SpecChange, SpecReuseError> {
+) -> Result<SpecChange, SpecCheckError> {
     let path = dir.join(SPEC_FILE);
     if !path.is_file() {
         return Ok(SpecChange::None);
     }
     let new: BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let done = store::completed_ids(dir).unwrap_or_default();
+    let done =
+        store::completed_ids(dir).map_err(|e| SpecCheckError::Read(dir.to_path_buf(), e.into()))?;
     let (old_name, old_ids) = match SweepDir::open(dir) {
         Ok(old) => (
             old.spec.name.clone(),
@@ -196,14 +207,14 @@ pub fn check_spec_change(
     }
     let dropped_complete = dropped.iter().filter(|id| done.contains(**id)).count();
     if dropped_complete > 0 && !replace {
-        return Err(SpecReuseError {
+        return Err(SpecCheckError::Reuse(SpecReuseError {
             dir: dir.to_path_buf(),
             old: old_name,
             planned: old_ids.len(),
             complete: old_ids.iter().filter(|id| done.contains(*id)).count(),
             dropped: dropped.len(),
             dropped_complete,
-        });
+        }));
     }
     let kept = dir.join(format!("{SPEC_FILE}.replaced-{}", crate::fs::unix_time()));
     Ok(SpecChange::Replaces { kept })
