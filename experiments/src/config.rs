@@ -509,6 +509,10 @@ run_config! {
     log_every: usize = 50, "updates between logged (and diagnosed) updates";
     eval_every: usize = 500, "updates between evaluations";
     eval_sequences: usize = 1000, "sequences per evaluation (the final one uses at least 10,000)";
+    /// Updates between measurements of the Jacobian spectra (0: the first and last update only).
+    diag_every: usize = 0, "updates between Jacobian spectra (0: first and last update only)";
+    /// Input steps the Lyapunov exponents average over, after 100 warm-up steps (0: no spectra).
+    lyapunov_steps: usize = 500, "steps the Lyapunov exponents average over (0: no spectra)";
     seed: u64 = 0, "seed of initialisation and data";
     /// Labels recorded in the `runs` table; not part of the run's identity.
     tags: Tags = Tags::default(), "labels: a list, or comma-separated (recorded, not part of run_id)";
@@ -578,6 +582,15 @@ impl RunConfig {
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::bad(key, shown, e.message()))?;
         Ok(())
+    }
+
+    /// Whether update `step` measures the Jacobian spectra: the first and the last update, and
+    /// every `diag_every` updates (a measured update is also logged).
+    pub fn measures_spectrum(&self, step: usize) -> bool {
+        self.lyapunov_steps > 0
+            && (step == 0
+                || step + 1 == self.steps
+                || (self.diag_every > 0 && step.is_multiple_of(self.diag_every)))
     }
 
     /// Checks values that parse but cannot be run.

@@ -102,6 +102,7 @@ fn record(i: usize) -> RunRecord {
         },
         logged: steps,
         flow,
+        spectrum: Vec::new(),
     }
 }
 

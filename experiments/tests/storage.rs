@@ -26,14 +26,14 @@ fn prov() -> Provenance {
 }
 
 #[test]
-fn a_run_writes_the_four_tables_with_the_documented_columns() {
+fn a_run_writes_the_five_tables_with_the_documented_columns() {
     let dir = tmpdir("tables");
     let cfg = RunConfig::from_toml("task = 'temporal-order'\nseq_len = 20\ncell = 'lstm'\nhidden = 8\ndepth = 2\nsteps = 12\nlog_every = 5\neval_every = 10\neval_sequences = 20\ntruncation = 6\n").unwrap();
     let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
     let id = run_id(&cfg);
     store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
     assert_eq!(id, run_id(&cfg));
-    let [runs, steps, layers, flow] =
+    let [runs, steps, layers, flow, spectrum] =
         store::run_paths(&dir, &id).map(|p| read_parquet(&p).unwrap());
     assert_eq!(runs.height(), 1);
     for col in [
@@ -102,6 +102,8 @@ fn a_run_writes_the_four_tables_with_the_documented_columns() {
         "eval_metric",
         "trunc_cosine",
         "trunc_norm_ratio",
+        "norm_ratio_mean",
+        "norm_ratio_min",
     ] {
         assert!(steps.column(col).is_ok(), "steps lacks {col}");
     }
@@ -117,10 +119,41 @@ fn a_run_writes_the_four_tables_with_the_documented_columns() {
     assert_eq!(layer, [0, 1].repeat(5));
     assert_eq!(layers.column("grad_norm").unwrap().null_count(), 0);
     // Diagnostics at the 4 logged steps, not at the evaluation-only step 9.
-    for col in ["sigma_max", "forget_mean", "forget_saturation"] {
+    for col in [
+        "sigma_max",
+        "forget_mean",
+        "forget_saturation",
+        "orthogonality",
+    ] {
         let c = layers.column(col).unwrap();
         assert_eq!(c.null_count(), 2, "layers.{col}: nulls other than step 9's");
     }
+    // The spectra at the first and last update (0 and 11) only.
+    for col in ["lyapunov_max", "kaplan_yorke_dim", "lyapunov_positive"] {
+        let c = layers.column(col).unwrap();
+        assert_eq!(
+            c.null_count(),
+            3 * 2,
+            "layers.{col}: measured at steps 0 and 11"
+        );
+    }
+    assert_eq!(
+        layers.column("lyapunov_positive").unwrap().dtype(),
+        &polars::prelude::DataType::Int64
+    );
+    // Per measured step (2) and layer (2): 16 exponents of the joint (h, c) of 8 units, and 16
+    // singular values for each k in 1, 2, 4, 8, 16, 20.
+    assert_eq!(spectrum.height(), 2 * 2 * 16 * 7);
+    let kinds = spectrum.column("kind").unwrap().str().unwrap();
+    let kinds: std::collections::BTreeSet<&str> = kinds.iter().flatten().collect();
+    let want = [
+        "jacobian_sv_k1",
+        "jacobian_sv_k16",
+        "jacobian_sv_k2",
+        "jacobian_sv_k20",
+    ];
+    assert!(want.iter().all(|k| kinds.contains(k)) && kinds.contains("lyapunov"));
+    assert_eq!(kinds.len(), 7, "{kinds:?}");
     assert_eq!(
         layers.column("spectral_radius").unwrap().null_count(),
         10,

@@ -433,3 +433,44 @@ pub fn sgemm(shape: GemmShape, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>,
         }
     });
 }
+
+/// C[m × n] = A[m × k] · B[k × n] in f64, all three dense and row-major, through
+/// `matrixmultiply` (one thread). For the diagnostics' small dense products (step Jacobians and
+/// their products), not for the training kernels.
+///
+/// # Panics
+/// If a slice's length is not its shape's.
+pub fn dgemm(shape: GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+    let GemmShape { m, k, n } = shape;
+    assert!(
+        a.len() == m * k && b.len() == k * n && c.len() == m * n,
+        "dgemm: operand lengths {}, {}, {} do not fit {m}×{k} · {k}×{n}",
+        a.len(),
+        b.len(),
+        c.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: every operand is dense row-major with the length of its shape (checked above), so
+    // each index matrixmultiply forms from these strides lies inside its slice; C is borrowed
+    // mutably and does not alias A or B.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            k as isize,
+            1,
+            b.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! The packed microkernel (`packed_product`, `gemm`) and the matrixmultiply wrapper (`sgemm`)
+//! The packed microkernel (`packed_product`, `gemm`) and the matrixmultiply wrappers (`sgemm`,
+//! `dgemm`)
 //! against a naive f64 product, on
 //! shapes that hit and miss the 6-row tiles, 16-lane vectors and 64-column panels.
 
@@ -6,8 +7,8 @@ mod common;
 
 use common::Rng;
 use gradlab_kernels::gemm::{
-    contiguous_spans, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut, PackedB,
-    LANES,
+    contiguous_spans, dgemm, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut,
+    PackedB, LANES,
 };
 use gradlab_kernels::Par;
 
@@ -196,5 +197,34 @@ fn gemm_and_sgemm_are_bit_identical_for_any_thread_count() {
             seq,
             "{t} tasks differ from Seq"
         );
+    }
+}
+
+#[test]
+fn dgemm_matches_a_naive_f64_product() {
+    let mut rng = Rng::new(11);
+    for (m, k, n) in [
+        (0, 3, 2),
+        (1, 0, 4),
+        (1, 1, 1),
+        (7, 5, 9),
+        (17, 64, 33),
+        (65, 130, 6),
+    ] {
+        let (a, b) = (rng.vec(m * k, 1.0), rng.vec(k * n, 1.0));
+        let mut c = vec![f64::NAN; m * n];
+        dgemm(GemmShape { m, k, n }, &a, &b, &mut c);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+                let scale: f64 = (0..k).map(|p| (a[i * k + p] * b[p * n + j]).abs()).sum();
+                let tol = 2.0 * (k as f64 + 2.0) * f64::EPSILON * scale;
+                assert!(
+                    (c[i * n + j] - want).abs() <= tol,
+                    "{m}x{k}x{n}: C[{i}][{j}] = {}, want {want}",
+                    c[i * n + j]
+                );
+            }
+        }
     }
 }

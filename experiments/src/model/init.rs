@@ -3,7 +3,7 @@
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::Cell;
 
-use super::spectra::spectral_radius;
+use super::spectra::{orthonormalize_rows, spectral_radius};
 use super::Model;
 use crate::config::Init;
 
@@ -89,23 +89,8 @@ fn smart_tanh(w: &mut [f32], h: usize, rng: &mut SplitMix64) {
 /// An orthogonal matrix: Gram-Schmidt (twice, for stability) on the rows of a Gaussian matrix.
 fn orthogonal(w: &mut [f32], h: usize, rng: &mut SplitMix64) {
     let mut q: Vec<f64> = (0..h * h).map(|_| rng.normal()).collect();
-    for i in 0..h {
-        for _ in 0..2 {
-            for j in 0..i {
-                let d: f64 = (0..h).map(|k| q[i * h + k] * q[j * h + k]).sum();
-                for k in 0..h {
-                    q[i * h + k] -= d * q[j * h + k];
-                }
-            }
-        }
-        let n = (0..h)
-            .map(|k| q[i * h + k] * q[i * h + k])
-            .sum::<f64>()
-            .sqrt();
-        for k in 0..h {
-            q[i * h + k] /= n;
-        }
-    }
+    let mut norms = vec![0.0; h];
+    orthonormalize_rows(&mut q, h, &mut norms);
     for (d, s) in w.iter_mut().zip(&q) {
         *d = *s as f32;
     }

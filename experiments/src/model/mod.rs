@@ -1,7 +1,8 @@
 //! The model: a stack of recurrent layers and a linear output head in PyTorch's layout, with
 //! everything that makes or reads one: the mapping from the configuration to the kernels'
 //! cell ([`kernel_cell`]), the one head forward used by training and sampling ([`head`]),
-//! initialisation ([`init`]), spectra of the recurrent weights ([`spectra`]), safetensors
+//! initialisation ([`init`]), step Jacobians of the recurrence ([`jacobian`]), spectra
+//! ([`spectra`]), safetensors
 //! checkpoints ([`checkpoint`]), text sampling ([`sample`]) and the `gradlab grad` tool
 //! ([`grad`]).
 
@@ -9,6 +10,7 @@ pub mod checkpoint;
 pub mod grad;
 pub mod head;
 pub mod init;
+pub mod jacobian;
 pub mod sample;
 pub mod spectra;
 

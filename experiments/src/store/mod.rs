@@ -2,8 +2,8 @@
 //! the Parquet tables a run [`write`]s, [`read`]ing them back whole, and [`compact`]ing a
 //! folder's per-run parts into one file per table.
 //!
-//! One run writes `steps/<run_id>.parquet`, `layers/<run_id>.parquet`, `flow/<run_id>.parquet`
-//! and, last, the completion marker `runs/<run_id>.parquet`, each atomically
+//! One run writes `steps/<run_id>.parquet`, `layers/<run_id>.parquet`, `flow/<run_id>.parquet`,
+//! `spectrum/<run_id>.parquet` and, last, the completion marker `runs/<run_id>.parquet`, each atomically
 //! ([`crate::fs::write_atomic`]), so a reader never sees a partial file. Columns use plain
 //! Parquet types (int64, float64, boolean, string annotated as Arrow `large_string`; nullable
 //! where a value can be missing, required for the key columns), and every file of a table has
@@ -23,10 +23,18 @@ pub use read::{completed_ids, concat_aligned, diverged_ids, parts, read_parquet,
 pub use write::write_run;
 
 /// The tables of a results folder, one subfolder each; `runs` (the completion marker) first.
-pub const TABLES: [&str; 4] = ["runs", "steps", "layers", "flow"];
+pub const TABLES: [&str; 5] = ["runs", "steps", "layers", "flow", "spectrum"];
 
 /// The folders one run writes into: the tables, `failed` and `checkpoints`.
-pub const RUN_FOLDERS: [&str; 6] = ["runs", "steps", "layers", "flow", "failed", "checkpoints"];
+pub const RUN_FOLDERS: [&str; 7] = [
+    "runs",
+    "steps",
+    "layers",
+    "flow",
+    "spectrum",
+    "failed",
+    "checkpoints",
+];
 
 /// The columns that identify a row of `table`, in sort order.
 pub fn key_columns(table: &str) -> &'static [&'static str] {
@@ -34,6 +42,7 @@ pub fn key_columns(table: &str) -> &'static [&'static str] {
         "runs" => &["run_id"],
         "steps" => &["run_id", "step"],
         "layers" => &["run_id", "step", "layer"],
+        "spectrum" => &["run_id", "step", "layer", "kind", "index"],
         _ => &["run_id", "step", "source", "layer", "lag"],
     }
 }
@@ -48,7 +57,7 @@ pub fn checkpoint_path(dir: &Path, id: &str) -> PathBuf {
 }
 
 /// The paths of one run's files under `dir`, in the order of [`TABLES`].
-pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 4] {
+pub fn run_paths(dir: &Path, id: &str) -> [PathBuf; 5] {
     TABLES.map(|t| dir.join(t).join(format!("{id}.parquet")))
 }
 

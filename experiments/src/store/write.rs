@@ -13,10 +13,10 @@ use polars_parquet::write::{
 use super::{run_paths, Provenance};
 use crate::config::{Clip, RunConfig, Truncation, KEYS};
 use crate::fs::write_atomic;
-use crate::train::record::{FlowRow, RunRecord, StepRow};
+use crate::train::record::{FlowRow, RunRecord, SpectrumRow, StepRow};
 
 /// Columns that identify a row: written as required (non-null) Parquet fields.
-const KEY_COLUMNS: [&str; 5] = ["run_id", "step", "layer", "lag", "source"];
+const KEY_COLUMNS: [&str; 7] = ["run_id", "step", "layer", "lag", "source", "kind", "index"];
 
 /// Rows per Parquet row group (polars' default).
 const ROW_GROUP: usize = 512 * 512;
@@ -77,10 +77,11 @@ pub fn write_run(
     record: &RunRecord,
     prov: &Provenance,
 ) -> std::io::Result<()> {
-    let [runs, steps, layers, flow] = run_paths(dir, id);
+    let [runs, steps, layers, flow, spectrum] = run_paths(dir, id);
     write_parquet(&steps, steps_frame(id, &record.logged))?;
     write_parquet(&layers, layers_frame(id, &record.logged, cfg.depth))?;
     write_parquet(&flow, flow_frame(id, &record.flow))?;
+    write_parquet(&spectrum, spectrum_frame(id, &record.spectrum))?;
     write_parquet(&runs, runs_frame(id, cfg, record, prov))
 }
 
@@ -115,6 +116,14 @@ fn steps_frame(id: &str, rows: &[StepRow]) -> DataFrame {
             "trunc_norm_ratio",
             rows.iter().map(|r| r.trunc_norm_ratio).collect(),
         ),
+        opt(
+            "norm_ratio_mean",
+            rows.iter().map(|r| r.norm_ratio_mean).collect(),
+        ),
+        opt(
+            "norm_ratio_min",
+            rows.iter().map(|r| r.norm_ratio_min).collect(),
+        ),
     ])
 }
 
@@ -148,6 +157,45 @@ fn layers_frame(id: &str, rows: &[StepRow], layers: usize) -> DataFrame {
         opt("sigma_max", |r| &r.sigma_max),
         opt("forget_mean", |r| &r.forget_mean),
         opt("forget_saturation", |r| &r.forget_saturation),
+        opt("orthogonality", |r| &r.orthogonality),
+        opt("lyapunov_max", |r| &r.lyapunov_max),
+        opt("kaplan_yorke_dim", |r| &r.kaplan_yorke_dim),
+        Column::new(
+            "lyapunov_positive".into(),
+            cells()
+                .map(|(r, l)| {
+                    r.lyapunov_positive
+                        .get(l)
+                        .copied()
+                        .flatten()
+                        .map(|n| n as i64)
+                })
+                .collect::<Vec<_>>(),
+        ),
+    ])
+}
+
+fn spectrum_frame(id: &str, rows: &[SpectrumRow]) -> DataFrame {
+    let n = rows.len();
+    let ints = |name: &str, get: fn(&SpectrumRow) -> usize| {
+        Column::new(
+            name.into(),
+            rows.iter().map(|r| get(r) as i64).collect::<Vec<_>>(),
+        )
+    };
+    frame(vec![
+        Column::new("run_id".into(), vec![id; n]),
+        ints("step", |r| r.step),
+        ints("layer", |r| r.layer),
+        Column::new(
+            "kind".into(),
+            rows.iter().map(|r| r.kind.name()).collect::<Vec<_>>(),
+        ),
+        ints("index", |r| r.index),
+        Column::new(
+            "value".into(),
+            rows.iter().map(|r| r.value).collect::<Vec<_>>(),
+        ),
     ])
 }
 

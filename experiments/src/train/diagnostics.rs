@@ -7,7 +7,11 @@
 //!   truncation, so the decay of ‖∂L/∂h_t‖ beyond the truncation is visible; [`decay_rate`] fits
 //!   its slope per step of lag;
 //! - spectral radius and largest singular value of every W_hh ([`crate::model::spectra`]);
-//! - LSTM forget gates: mean and fraction saturated outside [0.05, 0.95] ([`forget_gate_stats`]).
+//! - LSTM forget gates: mean and fraction saturated outside [0.05, 0.95] ([`forget_gate_stats`]);
+//! - Pascanu's norm-preservation ratio of the probe's top layer ([`norm_preservation`]) and the
+//!   distance of every W_hh from orthogonality.
+//!
+//! The Jacobian spectra, which cost more, are measured less often: see [`super::spectrum`].
 //!
 //! It has buffers of its own, so the engine's gradient is read, never copied.
 
@@ -18,7 +22,7 @@ use gradlab_kernels::Cell;
 
 use super::engine::{Backprop, Ctx, Engine, Scored};
 use super::record::{push_flow, FlowRow, FlowSource, StepRow};
-use crate::model::spectra::{sigma_max, spectral_radius};
+use crate::model::spectra::{orthogonality_distance, sigma_max, spectral_radius};
 use crate::task::{Batch, MetricAcc};
 
 /// A forget gate counts as saturated outside [0.05, 0.95].
@@ -90,6 +94,9 @@ impl Diagnostics {
             &mut acc,
         );
         self.probe_len = t;
+        let layers = ctx.model.stack.layers;
+        (row.norm_ratio_mean, row.norm_ratio_min) =
+            norm_preservation(&self.bp.flow()[(layers - 1) * t..layers * t]);
         push_flow(flow, row.step, self.bp.flow(), t, FlowSource::Probe);
         layer_stats(ctx, ws, row);
     }
@@ -125,7 +132,26 @@ fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
         };
         row.forget_mean.push(mean);
         row.forget_saturation.push(saturation);
+        row.orthogonality
+            .push(Some(orthogonality_distance(w_hh, s.cell.gates(), s.hidden)));
     }
+}
+
+/// Pascanu et al.'s norm-preservation ratio `‖∂L/∂h_{t+1} · ∂h_{t+1}/∂h_t‖ / ‖∂L/∂h_{t+1}‖`
+/// along a probe's top layer `[T]` (oldest first), whose only loss is at the last step, so that
+/// the gradient at `t < T − 1` is exactly the one at `t + 1` carried back one step: the ratio is
+/// `flow[t] / flow[t + 1]`. Its mean and minimum over the steps where it is defined.
+pub fn norm_preservation(flow: &[f32]) -> (Option<f64>, Option<f64>) {
+    let ratios: Vec<f64> = flow
+        .windows(2)
+        .map(|w| f64::from(w[0]) / f64::from(w[1]))
+        .filter(|r| r.is_finite())
+        .collect();
+    if ratios.is_empty() {
+        return (None, None);
+    }
+    let mean = ratios.iter().sum::<f64>() / ratios.len() as f64;
+    (Some(mean), ratios.into_iter().reduce(f64::min))
 }
 
 /// Cosine and norm ratio of a truncated gradient against the full one.

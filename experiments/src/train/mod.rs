@@ -3,7 +3,8 @@
 //! One update is one window of the task (fresh sequences, or the next `seq_len` characters of
 //! each text stream with the state carried) through the TBPTT [`engine`], clipping, and one
 //! optimiser step ([`optim`]). Every `log_every` updates a row is logged with the
-//! [`diagnostics`]; every `eval_every` updates, and at the end, the model is evaluated
+//! [`diagnostics`], and at the updates `diag_every` names also with the Jacobian [`spectrum`];
+//! every `eval_every` updates, and at the end, the model is evaluated
 //! ([`eval`]). The loop emits the [`record`] types that `store` writes.
 //!
 //! A non-finite loss or gradient ends the run with status `diverged`: an outcome, not an error.
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod eval;
 pub mod optim;
 pub mod record;
+pub mod spectrum;
 
 use std::time::{Instant, SystemTime};
 
@@ -29,6 +31,7 @@ use engine::{Ctx, Engine};
 use eval::{Evaluator, FINAL_EVAL_SEQUENCES};
 use optim::Optimizer;
 use record::{push_flow, FlowSource, Outcome, RunRecord, Status, StepRow};
+use spectrum::SpectrumDiag;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +53,7 @@ pub struct Trainer {
     rng: SplitMix64,
     engine: Engine,
     diag: Diagnostics,
+    spectrum: Option<SpectrumDiag>,
     eval: Evaluator,
 }
 
@@ -72,6 +76,7 @@ impl Trainer {
             opt: Optimizer::new(&cfg, model.params.len()),
             engine: Engine::new(&model, cfg.tbptt(), t, b),
             diag: Diagnostics::new(&model, t, b),
+            spectrum: SpectrumDiag::new(&model, &task, cfg.seed, cfg.lyapunov_steps),
             eval: Evaluator::new(b),
             par,
             rng,
@@ -119,7 +124,7 @@ impl Trainer {
     /// `on_update(step, loss)` is called after every update (progress reporting).
     pub fn run(&mut self, mut on_update: impl FnMut(usize, f64)) -> RunRecord {
         let (start, started_at) = (Instant::now(), SystemTime::now());
-        let (mut logged, mut flow) = (Vec::new(), Vec::new());
+        let (mut logged, mut flow, mut spectra) = (Vec::new(), Vec::new(), Vec::new());
         let (mut clipped_updates, mut diverged_at, mut best_loss) = (0usize, None, f64::INFINITY);
         let mut updates = 0;
         let s = self.model.stack;
@@ -149,12 +154,16 @@ impl Trainer {
                 break;
             }
             let last = step + 1 == self.cfg.steps;
-            let mut log = step.is_multiple_of(self.cfg.log_every) || last;
+            let measure = self.cfg.measures_spectrum(step);
+            let mut log = step.is_multiple_of(self.cfg.log_every) || last || measure;
             if log {
                 let (train_flow, len) = self.engine.flow();
                 push_flow(&mut flow, step, train_flow, len, FlowSource::Train);
                 let (ctx, engine, diag, _) = self.parts();
                 diag.diagnose(ctx, engine, &batch, &mut row, &mut flow);
+            }
+            if let Some(spectrum) = self.spectrum.as_mut().filter(|_| measure) {
+                spectrum.measure(&self.model, &mut row, &mut spectra);
             }
             let grads = self.engine.grads_mut();
             (row.grad_norm_clipped, row.clipped) = match self.cfg.clip {
@@ -225,6 +234,7 @@ impl Trainer {
             outcome,
             logged,
             flow,
+            spectrum: spectra,
         }
     }
 }

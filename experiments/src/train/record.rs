@@ -1,6 +1,7 @@
-//! What a training run emits: one [`StepRow`] per logged update (`steps` table), [`FlowRow`]s of
-//! the gradient-flow profile (`flow` table) and the run's [`Outcome`] (`runs` table). Column
-//! names and types on disk are in `results/README.md`.
+//! What a training run emits: one [`StepRow`] per logged update (`steps` table, its per-layer
+//! values the `layers` table), [`FlowRow`]s of the gradient-flow profile (`flow` table),
+//! [`SpectrumRow`]s of the Jacobian diagnostics (`spectrum` table) and the run's [`Outcome`]
+//! (`runs` table). Column names and types on disk are in `results/README.md`.
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,12 +36,53 @@ pub struct StepRow {
     pub eval_metric: Option<f64>,
     pub trunc_cosine: Option<f64>,
     pub trunc_norm_ratio: Option<f64>,
+    /// Pascanu's norm-preservation ratio ‖∂L/∂h_t‖ / ‖∂L/∂h_{t+1}‖ of the probe's top layer,
+    /// mean and minimum over the window.
+    pub norm_ratio_mean: Option<f64>,
+    pub norm_ratio_min: Option<f64>,
     /// Per layer; spectral radius is `None` for LSTM (W_hh is not square).
     pub spectral_radius: Vec<Option<f64>>,
     pub sigma_max: Vec<Option<f64>>,
     /// Per layer, LSTM only.
     pub forget_mean: Vec<Option<f64>>,
     pub forget_saturation: Vec<Option<f64>>,
+    /// Per layer: ‖WᵀW − I‖_F / √H of W_hh (RMS over gate blocks).
+    pub orthogonality: Vec<Option<f64>>,
+    /// Per layer, at the updates whose spectrum was measured: the largest Lyapunov exponent,
+    /// the Kaplan-Yorke dimension and the number of positive exponents.
+    pub lyapunov_max: Vec<Option<f64>>,
+    pub kaplan_yorke_dim: Vec<Option<f64>>,
+    pub lyapunov_positive: Vec<Option<usize>>,
+}
+
+/// What a [`SpectrumRow`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpectrumKind {
+    /// A Lyapunov exponent of the layer's recurrence, in nats per time step.
+    Lyapunov,
+    /// A singular value of the product of the last `k` step Jacobians, `∂s_t/∂s_{t−k}`.
+    JacobianSv(usize),
+}
+
+impl SpectrumKind {
+    /// The `kind` column: `lyapunov` or `jacobian_sv_k<k>`.
+    pub fn name(self) -> String {
+        match self {
+            SpectrumKind::Lyapunov => "lyapunov".into(),
+            SpectrumKind::JacobianSv(k) => format!("jacobian_sv_k{k}"),
+        }
+    }
+}
+
+/// One value of a spectrum of one layer (`spectrum` table); `index` 0 is the largest.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SpectrumRow {
+    /// The update at which it was measured (with the parameters before that update).
+    pub step: usize,
+    pub layer: usize,
+    pub kind: SpectrumKind,
+    pub index: usize,
+    pub value: f64,
 }
 
 /// Where a gradient-flow row comes from.
@@ -129,4 +171,5 @@ pub struct RunRecord {
     /// The logged updates.
     pub logged: Vec<StepRow>,
     pub flow: Vec<FlowRow>,
+    pub spectrum: Vec<SpectrumRow>,
 }
