@@ -9,9 +9,10 @@ import importlib
 import sys
 
 d = sys.argv[1]
-TABLES = ["runs", "steps", "layers", "flow"]
+TABLES = ["runs", "steps", "layers", "flow", "spectrum"]
 KEYS = {"runs": ["run_id"], "steps": ["run_id", "step"], "layers": ["run_id", "step", "layer"],
-        "flow": ["run_id", "step", "layer", "lag", "source"]}
+        "flow": ["run_id", "step", "layer", "lag", "source"],
+        "spectrum": ["run_id", "step", "layer", "kind", "index"]}
 
 
 def have(name):
@@ -105,6 +106,13 @@ def check_duckdb():
         f"SELECT count(*) FROM '{d}/runs/*.parquet' WHERE list_contains(tags, 'readers')"
     ).fetchall()
     assert tagged > 0, "the spec's tag is not found"
+    # The Lyapunov spectrum of an LSTM layer has 2H exponents (the joint (h, c)), an RNN's H.
+    rows = duckdb.sql(
+        f"SELECT r.cell, r.hidden, count(*) FROM '{d}/spectrum/*.parquet' s "
+        f"JOIN '{d}/runs/*.parquet' r USING (run_id) WHERE s.kind = 'lyapunov' AND s.step = 0 "
+        f"AND s.layer = 0 GROUP BY r.cell, r.hidden, s.run_id ORDER BY 1"
+    ).fetchall()
+    assert rows and all(n == (2 if cell == "lstm" else 1) * h for cell, h, n in rows), rows
 
 
 for reader, check in [("pyarrow", check_pyarrow), ("pandas", check_pandas),
