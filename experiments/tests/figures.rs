@@ -53,7 +53,9 @@ fn gradient_chart() -> Chart {
         title: "gradient against lag".into(),
         x_label: "lag".into(),
         y_label: "gradient norm".into(),
+        log_x: false,
         log_y: true,
+        reference_y: None,
         categories: None,
         keys: vec!["cell".into(), "truncation".into(), "clip".into()],
         columns: ["lag", "grad_norm_geomean", "grad_norm_min", "grad_norm_max"].map(String::from),
@@ -77,7 +79,9 @@ fn coincident_chart() -> Chart {
         title: "success against clip".into(),
         x_label: "clip".into(),
         y_label: "success rate".into(),
+        log_x: false,
         log_y: false,
+        reference_y: None,
         categories: Some(vec!["none".into(), "norm:1".into()]),
         keys: vec!["group".into()],
         columns: ["clip", "success_rate", "success_lo95", "success_hi95"].map(String::from),
@@ -346,4 +350,45 @@ fn csv_beside_each_figure_holds_the_plotted_series() {
             assert_eq!(row[4].parse::<f64>().unwrap(), p.1 * 2.0);
         }
     }
+}
+
+#[test]
+fn log_x_axes_label_decades_and_reference_lines_stay_in_range() {
+    // σ against k = 1, 2, 4, ..., 64 on log-log axes, a reference line at σ = 1.
+    let points: Vec<(f64, f64)> = (0..7)
+        .map(|e| (2f64.powi(e), 0.9f64.powi(2i32.pow(e as u32))))
+        .collect();
+    let mut chart = gradient_chart();
+    chart.file = "sigma".into();
+    chart.log_x = true;
+    chart.reference_y = Some(1.0);
+    chart.series = vec![series(&["rnn", "5", "none"], &points)];
+    let dir = tmpdir("log-x");
+    plot::draw(&chart, &dir, &opts(Facet::None, &[PlotFormat::Svg])).unwrap();
+    let texts = svg_texts(&std::fs::read_to_string(dir.join("sigma.svg")).unwrap());
+    // The x axis: 10⁰, eight unlabelled ticks (2..9), 10¹, eight more, 10².
+    let mut x_axis: Vec<String> = Vec::new();
+    for e in 0..=2 {
+        x_axis.push(decade_label(e));
+        if e < 2 {
+            x_axis.extend(std::iter::repeat_n(String::new(), 8));
+        }
+    }
+    assert!(
+        texts.windows(x_axis.len()).any(|w| w == x_axis.as_slice()),
+        "{texts:?}"
+    );
+
+    // Exponents all below 0 on a linear axis: the reference line at 0 is within the range.
+    let mut chart = coincident_chart();
+    chart.file = "lambda".into();
+    chart.categories = None;
+    chart.reference_y = Some(0.0);
+    chart.series = vec![series(&["a"], &[(1.0, -0.5), (2.0, -0.8), (3.0, -1.2)])];
+    chart.series[0].band.clear();
+    plot::draw(&chart, &dir, &opts(Facet::None, &[PlotFormat::Svg])).unwrap();
+    let texts = svg_texts(&std::fs::read_to_string(dir.join("lambda.svg")).unwrap());
+    assert!(texts.contains(&"0".to_string()), "{texts:?}");
+    // Integer x (indices): whole-number ticks only.
+    assert!(!texts.iter().any(|t| t == "1.5" || t == "2.5"), "{texts:?}");
 }
