@@ -1,9 +1,11 @@
 //! Figures a paper can use as they are: a vector PDF with its font embedded, one panel per
 //! facet value, every legend entry visible, log axes labelled over the data's whole range, a
-//! width in paper units, and the plotted data as CSV beside each figure.
+//! width in paper units, and the plotted data as CSV beside each figure; heatmaps with one
+//! colour scale over their panels.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use gradlab_experiments::report::heatmap::{self, viridis, HeatPanel, Heatmap, MAX_BINS};
 use gradlab_experiments::report::plot::{
     self, decade_label, Chart, Facet, FigureOptions, FigureWidth, Layout, LogTicks, PlotFormat,
     Series, DPI, PALETTE,
@@ -391,4 +393,162 @@ fn log_x_axes_label_decades_and_reference_lines_stay_in_range() {
     assert!(texts.contains(&"0".to_string()), "{texts:?}");
     // Integer x (indices): whole-number ticks only.
     assert!(!texts.iter().any(|t| t == "1.5" || t == "2.5"), "{texts:?}");
+}
+
+// ---- Heatmaps: one colour scale shared by the panels, viridis, binning ----
+
+/// The rows of a CSV the report wrote, by header name.
+fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    r.records()
+        .map(|row| {
+            header
+                .iter()
+                .cloned()
+                .zip(row.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+}
+
+/// A heatmap of two panels: `a` over its rows from 10^lo_a to 10^(lo_a + 4), `b` likewise.
+fn two_panel_heatmap(lo_a: f64, lo_b: f64) -> Heatmap {
+    let panel = |name: &str, lo: f64| {
+        let (xs, ys): (Vec<f64>, Vec<f64>) = (
+            (0..20).map(|i| i as f64 * 10.0).collect(),
+            (0..9).map(f64::from).collect(),
+        );
+        let values = xs
+            .iter()
+            .flat_map(|_| ys.iter().map(|&y| lo + y / 2.0))
+            .collect();
+        HeatPanel::new(vec![name.into()], xs, ys, values)
+    };
+    Heatmap {
+        file: "heat".into(),
+        title: "heat".into(),
+        x_label: "training step".into(),
+        y_label: "lag".into(),
+        colour_label: "‖∂L/∂h_t‖".into(),
+        keys: vec!["group".into()],
+        columns: ["step", "lag", "log10_grad_norm"].map(String::from),
+        panels: vec![panel("a", lo_a), panel("b", lo_b)],
+    }
+}
+
+#[test]
+fn heatmap_panels_share_one_colour_scale() {
+    // Panel a spans 10^-8..10^-4, panel b 10^-4..10^0: on one scale, only a reaches its darkest
+    // colour and only b its brightest (each panel on its own scale would show both in each).
+    let dir = tmpdir("heat-scale");
+    let map = two_panel_heatmap(-8.0, -4.0);
+    heatmap::draw(
+        &map,
+        &dir,
+        &opts(Facet::Auto, &[PlotFormat::Png, PlotFormat::Svg]),
+    )
+    .unwrap();
+    let png = image::open(dir.join("heat.png")).unwrap().to_rgb8();
+    let colour = |c: plotters::style::RGBColor| [c.0, c.1, c.2];
+    let (dark, bright) = (colour(viridis(0.0)), colour(viridis(1.0)));
+    let count = |c: [u8; 3], xs: std::ops::Range<u32>| {
+        png.enumerate_pixels()
+            .filter(|(x, _, p)| xs.contains(x) && p.0 == c)
+            .count()
+    };
+    let w = png.width();
+    let (left, right) = (0..w * 2 / 5, w * 3 / 5..w);
+    assert!(
+        count(dark, left.clone()) > 500,
+        "panel a lacks the darkest colour"
+    );
+    assert_eq!(count(bright, left), 0, "panel a has the brightest colour");
+    assert!(
+        count(bright, right.clone()) > 500,
+        "panel b lacks the brightest colour"
+    );
+    assert_eq!(count(dark, right), 0, "panel b has the darkest colour");
+    // The colour bar is labelled in decades over the whole range, 10⁻⁸ to 10⁰.
+    let texts = svg_texts(&std::fs::read_to_string(dir.join("heat.svg")).unwrap());
+    let labelled: Vec<i32> = (-10..=2)
+        .filter(|&e| texts.contains(&decade_label(e)))
+        .collect();
+    assert_eq!(
+        (labelled[0], labelled[labelled.len() - 1]),
+        (-8, 0),
+        "{texts:?}"
+    );
+}
+
+#[test]
+fn viridis_runs_dark_to_bright() {
+    let c = |t: f64| {
+        let v = viridis(t);
+        (v.0, v.1, v.2)
+    };
+    assert_eq!(c(0.0), (68, 1, 84));
+    assert_eq!(c(1.0), (253, 231, 37));
+    assert_eq!(c(-1.0), c(0.0));
+    assert_eq!(c(2.0), c(1.0));
+    // Luminance rises monotonically: a sequential map that reads in grey scale too.
+    let lum = |t: f64| {
+        let (r, g, b) = c(t);
+        0.2126 * r as f64 + 0.7152 * g as f64 + 0.0722 * b as f64
+    };
+    for k in 0..100 {
+        let (a, b) = (k as f64 / 100.0, (k + 1) as f64 / 100.0);
+        assert!(lum(b) >= lum(a), "{a}: {} > {b}: {}", lum(a), lum(b));
+    }
+}
+
+#[test]
+fn large_heatmaps_are_binned_to_keep_files_small() {
+    // 1000 logged steps x 300 lags: 9 steps and 3 lags to a cell, the mean of their values.
+    let xs: Vec<f64> = (0..1000).map(|i| i as f64 * 5.0).collect();
+    let ys: Vec<f64> = (0..300).map(f64::from).collect();
+    let value = |i: usize, j: usize| -(i as f64) / 100.0 - j as f64 / 10.0;
+    let values = (0..xs.len())
+        .flat_map(|i| (0..ys.len()).map(move |j| value(i, j)))
+        .collect();
+    let map = Heatmap {
+        panels: vec![HeatPanel::new(vec!["a".into()], xs, ys, values)],
+        ..two_panel_heatmap(0.0, 0.0)
+    };
+    let dir = tmpdir("heat-bins");
+    heatmap::draw(
+        &map,
+        &dir,
+        &opts(
+            Facet::Auto,
+            &[PlotFormat::Svg, PlotFormat::Pdf, PlotFormat::Png],
+        ),
+    )
+    .unwrap();
+    let rows = csv_rows(&dir.join("heat.csv"));
+    assert!(rows.len() <= MAX_BINS * MAX_BINS, "{} cells", rows.len());
+    assert_eq!(rows.len(), 1000usize.div_ceil(9) * 100);
+    // The cell of steps 45..85 (columns 9..17) and lags 3..5: the mean over its members.
+    let cell = rows
+        .iter()
+        .find(|r| r["step"] == "45" && r["lag"] == "3")
+        .unwrap();
+    let members: Vec<f64> = (9..18)
+        .flat_map(|i| (3..6).map(move |j| value(i, j)))
+        .collect();
+    let mean = members.iter().sum::<f64>() / members.len() as f64;
+    assert!(
+        close(cell["log10_grad_norm"].parse().unwrap(), mean),
+        "{cell:?}: {mean}"
+    );
+    let svg = std::fs::metadata(dir.join("heat.svg")).unwrap().len();
+    let pdf = std::fs::metadata(dir.join("heat.pdf")).unwrap().len();
+    assert!(
+        svg < 2_000_000 && pdf < 1_000_000,
+        "svg {svg} B, pdf {pdf} B"
+    );
 }
