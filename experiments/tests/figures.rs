@@ -1,7 +1,8 @@
 //! Figures a paper can use as they are: a vector PDF with its font embedded, one panel per
 //! facet value, every legend entry visible, log axes labelled over the data's whole range, a
 //! width in paper units, and the plotted data as CSV beside each figure; heatmaps with one
-//! colour scale over their panels.
+//! colour scale over their panels; and the report's diagnostic figures (gradient heatmap, Lyapunov spectrum, Jacobian σ against k) from results
+//! folders written by hand, old folders without a `spectrum` table included.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,13 @@ use gradlab_experiments::report::plot::{
     self, decade_label, Chart, Facet, FigureOptions, FigureWidth, Layout, LogTicks, PlotFormat,
     Series, DPI, PALETTE,
 };
+use gradlab_experiments::report::{self, Options};
+use gradlab_experiments::store::{self, Provenance};
+use gradlab_experiments::sweep::Spec;
+use gradlab_experiments::train::record::{
+    FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow,
+};
+use polars::prelude::*;
 
 fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("gradlab-figures-{name}-{}", std::process::id()));
@@ -551,4 +559,339 @@ fn large_heatmaps_are_binned_to_keep_files_small() {
         svg < 2_000_000 && pdf < 1_000_000,
         "svg {svg} B, pdf {pdf} B"
     );
+}
+
+// ---- The diagnostic figures of a report: gradient heatmap, Lyapunov spectrum, Jacobian σ ----
+
+/// Two cells (rnn, lstm) x two seeds, two layers: the figures must read the top layer (1).
+const DIAG_SPEC: &str = r#"
+name = "diag"
+seeds = [0, 1]
+[base]
+task = "adding"
+seq_len = 10
+depth = 2
+steps = 101
+[grid]
+cell = ["rnn", "lstm"]
+"#;
+
+/// The logged steps of the flow probe, and the lags of each.
+const FLOW_STEPS: [usize; 3] = [0, 50, 100];
+const LAGS: usize = 10;
+
+/// ‖∂L/∂h_t‖ of the probe of group `g` (0: rnn, 1: lstm), seed `s`, top layer: 10^(−lag rate)
+/// times 2 (seed 0) or 8 (seed 1), so that the geometric mean over the seeds is 4·10^(−lag rate).
+/// Two cells are not clean: seed 1 of rnn has NaN at (100, 3), and both rnn seeds 0 at (100, 4).
+fn probe_norm(g: usize, s: usize, step: usize, lag: usize) -> f64 {
+    if g == 0 && step == 100 && lag == 4 {
+        return 0.0;
+    }
+    if g == 0 && s == 1 && step == 100 && lag == 3 {
+        return f64::NAN;
+    }
+    let rate = 0.5 * (g + 1) as f64 * (1.0 + step as f64 / 100.0);
+    [2.0, 8.0][s] * 10f64.powf(-(lag as f64) * rate)
+}
+
+/// λ_i (index i from 0) of group `g`, seed `s` at the last step, top layer; seed 1 has NaN at
+/// index 3 and −inf at index 4 (a singular direction).
+fn lyapunov(g: usize, s: usize, i: usize) -> f64 {
+    match (s, i) {
+        (1, 3) => f64::NAN,
+        (1, 4) => f64::NEG_INFINITY,
+        _ => -0.1 * (i + 1) as f64 * (g + 1) as f64 + 0.02 * s as f64,
+    }
+}
+
+const KS: [u64; 5] = [1, 2, 4, 8, 10];
+
+/// σ_max of ∂h_t/∂h_{t−k} of group `g`, seed `s` at the last step, top layer; seed 1 has 0 at
+/// k = 10 (skipped on a log scale) and a tiny 1e-40 at k = 8 (kept).
+fn sigma(g: usize, s: usize, k: u64) -> f64 {
+    match (s, k) {
+        (1, 10) => 0.0,
+        (1, 8) => 1e-40,
+        _ => [2.0, 8.0][s] * (g + 1) as f64 * 0.9f64.powi(k as i32),
+    }
+}
+
+fn outcome() -> Outcome {
+    Outcome {
+        status: Status::Ok,
+        final_loss: 0.1,
+        best_loss: 0.1,
+        metric: 0.1,
+        success: Some(false),
+        diverged_at_step: None,
+        clip_fraction: 0.0,
+        decay_rate: -0.5,
+        steps: 101,
+        started_at: std::time::SystemTime::UNIX_EPOCH,
+        wall_seconds: 1.0,
+        steps_per_sec: 101.0,
+    }
+}
+
+/// Writes the sweep of [`DIAG_SPEC`] into `dir`, with a `spectrum` table if `spectrum`.
+fn write_diag_sweep(dir: &Path, spectrum: bool) {
+    let spec = Spec::parse(DIAG_SPEC, "spec.toml").unwrap();
+    std::fs::write(dir.join("sweep.toml"), spec.to_toml()).unwrap();
+    let prov = Provenance {
+        sweep: "diag".into(),
+        isa: "test".into(),
+        gradlab_version: "0".into(),
+        git_commit: "x".into(),
+    };
+    for run in spec.expand().unwrap() {
+        let value = |k: &str| {
+            run.swept
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let g = ["rnn", "lstm"]
+            .iter()
+            .position(|c| *c == value("cell"))
+            .unwrap();
+        let s: usize = value("seed").parse().unwrap();
+        let mut flow = Vec::new();
+        for step in FLOW_STEPS {
+            for lag in 0..LAGS {
+                for (layer, source, grad_norm) in [
+                    (1, FlowSource::Probe, probe_norm(g, s, step, lag)),
+                    // Not the top layer, not the probe: never drawn.
+                    (0, FlowSource::Probe, 1e5),
+                    (1, FlowSource::Train, 1e9),
+                ] {
+                    flow.push(FlowRow {
+                        step,
+                        layer,
+                        lag,
+                        source,
+                        grad_norm,
+                    });
+                }
+            }
+        }
+        let record = RunRecord {
+            outcome: outcome(),
+            logged: vec![StepRow {
+                step: 100,
+                loss: 0.2,
+                ..StepRow::default()
+            }],
+            flow,
+        };
+        store::write_run(dir, &run.id, &run.config, &record, &prov).unwrap();
+        if spectrum {
+            write_spectrum(dir, &run.id, g, s);
+        }
+    }
+}
+
+/// The `spectrum` part of one run, by hand: at steps 0 and 100, layers 0 and 1; only step 100,
+/// layer 1 holds the values the figures must show, the rest +5 (λ) or 1e6 (σ).
+fn write_spectrum(dir: &Path, id: &str, g: usize, s: usize) {
+    let mut rows: Vec<(i64, i64, String, i64, f64)> = Vec::new();
+    for step in [0i64, 100] {
+        for layer in [0i64, 1] {
+            let last_top = step == 100 && layer == 1;
+            for i in 0..5 {
+                let v = if last_top { lyapunov(g, s, i) } else { 5.0 };
+                rows.push((step, layer, "lyapunov".into(), i as i64, v));
+            }
+            for k in KS {
+                let v = if last_top { sigma(g, s, k) } else { 1e6 };
+                rows.push((step, layer, format!("jacobian_sv_k{k}"), 0, v));
+                // Not the largest singular value: never drawn.
+                rows.push((step, layer, format!("jacobian_sv_k{k}"), 1, v / 2.0));
+            }
+        }
+    }
+    let mut df = polars::df!(
+        "run_id" => vec![id; rows.len()],
+        "step" => rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "layer" => rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+        "kind" => rows.iter().map(|r| r.2.clone()).collect::<Vec<_>>(),
+        "index" => rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+        "value" => rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("spectrum")).unwrap();
+    let file = std::fs::File::create(dir.join("spectrum").join(format!("{id}.parquet"))).unwrap();
+    ParquetWriter::new(file).finish(&mut df).unwrap();
+}
+
+/// Writes the sweep of [`DIAG_SPEC`] into a fresh folder `name` and reports it; returns the
+/// report and its folder.
+fn report_diag_sweep(name: &str, spectrum: bool, options: Options) -> (report::Report, PathBuf) {
+    let dir = tmpdir(name);
+    write_diag_sweep(&dir, spectrum);
+    let r = report::report(&dir, &options).unwrap();
+    (r, dir.join("report"))
+}
+
+#[test]
+fn diagnostic_figures_are_written_in_every_format_with_their_aggregated_data() {
+    let (r, out) = report_diag_sweep("diag", true, Options::default());
+    for figure in ["gradient_heatmap", "lyapunov_spectrum", "jacobian_sv_vs_k"] {
+        for ext in ["pdf", "svg", "png", "csv"] {
+            let path = out.join(format!("{figure}.{ext}"));
+            assert!(r.files.contains(&path), "{} not written", path.display());
+            assert!(
+                std::fs::metadata(&path).unwrap().len() > 100,
+                "{}",
+                path.display()
+            );
+        }
+    }
+
+    // Heatmap: log10 of the geometric mean over the two seeds, top layer, probe only.
+    let mut header = csv::Reader::from_path(out.join("gradient_heatmap.csv")).unwrap();
+    assert_eq!(
+        header.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["cell", "step", "lag", "log10_grad_norm"]
+    );
+    let heat = csv_rows(&out.join("gradient_heatmap.csv"));
+    // Every (group, step, lag) but rnn's (100, 4), where both seeds are 0.
+    assert_eq!(heat.len(), 2 * FLOW_STEPS.len() * LAGS - 1);
+    for row in &heat {
+        let g = ["rnn", "lstm"]
+            .iter()
+            .position(|c| *c == row["cell"])
+            .unwrap();
+        let (step, lag): (usize, usize) =
+            (row["step"].parse().unwrap(), row["lag"].parse().unwrap());
+        assert!(
+            !(g == 0 && step == 100 && lag == 4),
+            "a blank cell has a value: {row:?}"
+        );
+        let seeds: Vec<f64> = (0..2)
+            .map(|s| probe_norm(g, s, step, lag))
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .collect();
+        let want = seeds.iter().map(|v| v.log10()).sum::<f64>() / seeds.len() as f64;
+        let got: f64 = row["log10_grad_norm"].parse().unwrap();
+        assert!(close(got, want), "{row:?}: want {want}");
+    }
+    // The geometric mean of 2 and 8 is 4; the NaN of seed 1 leaves seed 0's 2·10^(−3·1).
+    let cell = |cell: &str, step: &str, lag: &str| -> f64 {
+        heat.iter()
+            .find(|r| r["cell"] == cell && r["step"] == step && r["lag"] == lag)
+            .unwrap()["log10_grad_norm"]
+            .parse()
+            .unwrap()
+    };
+    assert!(close(cell("rnn", "0", "0"), 4f64.log10()));
+    assert!(close(cell("rnn", "100", "3"), 2f64.log10() - 3.0));
+
+    // Lyapunov spectrum: mean over seeds at each 1-based index, the non-finite values skipped.
+    let lyap = csv_rows(&out.join("lyapunov_spectrum.csv"));
+    assert_eq!(lyap.len(), 2 * 5);
+    for row in &lyap {
+        let g = ["rnn", "lstm"]
+            .iter()
+            .position(|c| *c == row["cell"])
+            .unwrap();
+        let i = row["index"].parse::<usize>().unwrap() - 1;
+        let seeds: Vec<f64> = (0..2)
+            .map(|s| lyapunov(g, s, i))
+            .filter(|v| v.is_finite())
+            .collect();
+        let mean = seeds.iter().sum::<f64>() / seeds.len() as f64;
+        let num = |c: &str| row[c].parse::<f64>().unwrap();
+        assert!(close(num("lyapunov_mean"), mean), "{row:?}: want {mean}");
+        assert_eq!(
+            num("lyapunov_min"),
+            seeds.iter().copied().fold(f64::INFINITY, f64::min)
+        );
+        assert_eq!(
+            num("lyapunov_max"),
+            seeds.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        );
+    }
+    let first = lyap
+        .iter()
+        .find(|r| r["cell"] == "lstm" && r["index"] == "1")
+        .unwrap();
+    assert!(close(first["lyapunov_mean"].parse().unwrap(), -0.2 + 0.01));
+
+    // σ_max against k: geometric mean over seeds, index 0 only, zero skipped, 1e-40 kept.
+    let sv = csv_rows(&out.join("jacobian_sv_vs_k.csv"));
+    assert_eq!(sv.len(), 2 * KS.len());
+    for row in &sv {
+        let g = ["rnn", "lstm"]
+            .iter()
+            .position(|c| *c == row["cell"])
+            .unwrap();
+        let k: u64 = row["k"].parse().unwrap();
+        let seeds: Vec<f64> = (0..2)
+            .map(|s| sigma(g, s, k))
+            .filter(|v| *v > 0.0)
+            .collect();
+        let geo = (seeds.iter().map(|v| v.ln()).sum::<f64>() / seeds.len() as f64).exp();
+        let got: f64 = row["sigma_max_geomean"].parse().unwrap();
+        assert!((got / geo - 1.0).abs() < 1e-12, "{row:?}: want {geo}");
+    }
+    let at = |cell: &str, k: &str| -> f64 {
+        sv.iter()
+            .find(|r| r["cell"] == cell && r["k"] == k)
+            .unwrap()["sigma_max_geomean"]
+            .parse()
+            .unwrap()
+    };
+    assert!(close(at("rnn", "1"), 4.0 * 0.9));
+    assert!(close(at("rnn", "10"), 2.0 * 0.9f64.powi(10)));
+
+    // Faceted by cell (the default): one panel each in the line charts; the heatmap has one
+    // panel per condition, and its colour bar is labelled in decades.
+    for figure in ["lyapunov_spectrum", "jacobian_sv_vs_k", "gradient_heatmap"] {
+        let texts = svg_texts(&std::fs::read_to_string(out.join(format!("{figure}.svg"))).unwrap());
+        let count = |t: &str| texts.iter().filter(|x| *x == t).count();
+        assert_eq!(
+            (count("cell=rnn"), count("cell=lstm")),
+            (1, 1),
+            "{figure}: {texts:?}"
+        );
+    }
+    let texts = svg_texts(&std::fs::read_to_string(out.join("gradient_heatmap.svg")).unwrap());
+    // Values from 10^(−18) (lstm, lag 9, step 100, seed 0: 2·10^(−18)) to 8: decades -18..1.
+    assert!(texts.contains(&decade_label(0)), "{texts:?}");
+    assert!(texts.iter().any(|t| t.starts_with("10⁻")), "{texts:?}");
+}
+
+#[test]
+fn folders_without_a_spectrum_table_report_without_its_figures() {
+    let (r, out) = report_diag_sweep("diag-old", false, Options::default());
+    assert!(out.join("gradient_heatmap.png").exists());
+    for figure in ["lyapunov_spectrum", "jacobian_sv_vs_k"] {
+        for ext in ["pdf", "svg", "png", "csv"] {
+            let path = out.join(format!("{figure}.{ext}"));
+            assert!(
+                !path.exists() && !r.files.contains(&path),
+                "{}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn only_the_asked_formats_and_one_heatmap_panel_per_condition_whatever_the_facet() {
+    let options = Options {
+        figures: opts(Facet::None, &[PlotFormat::Png]),
+        ..Options::default()
+    };
+    let (_, out) = report_diag_sweep("diag-png", true, options);
+    for figure in ["gradient_heatmap", "lyapunov_spectrum", "jacobian_sv_vs_k"] {
+        assert!(out.join(format!("{figure}.png")).exists(), "{figure}");
+        assert!(out.join(format!("{figure}.csv")).exists(), "{figure}");
+        assert!(!out.join(format!("{figure}.svg")).exists(), "{figure}");
+        assert!(!out.join(format!("{figure}.pdf")).exists(), "{figure}");
+    }
+    // Two conditions: the heatmap shows both in their own panels even with --facet none.
+    let heat = csv_rows(&out.join("gradient_heatmap.csv"));
+    assert!(heat.iter().any(|r| r["cell"] == "rnn") && heat.iter().any(|r| r["cell"] == "lstm"));
 }
