@@ -27,10 +27,10 @@ pub struct PlotError {
 
 /// What plotters, the converter or an encoder said went wrong.
 #[derive(Debug)]
-struct DrawError(String);
+pub(super) struct DrawError(String);
 
 impl DrawError {
-    fn from(e: impl std::fmt::Display) -> Self {
+    pub(super) fn from(e: impl std::fmt::Display) -> Self {
         DrawError(e.to_string())
     }
 }
@@ -62,7 +62,12 @@ pub struct Chart {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
+    /// A log x axis (points at x <= 0 are left out).
+    pub log_x: bool,
     pub log_y: bool,
+    /// A horizontal reference line at this y (e.g. 0 for exponents, whose sign matters), kept
+    /// within the y range.
+    pub reference_y: Option<f64>,
     /// Names of x = 0, 1, 2, ... for a categorical x axis.
     pub categories: Option<Vec<String>>,
     /// The keys that tell the series apart (each series has one value of each).
@@ -192,17 +197,17 @@ const FONT: &str = "sans-serif";
 const FONT_FAMILY: &str = "DejaVu Sans";
 
 /// Drawing units (PNG pixels) of a length in points.
-fn pt(points: f64) -> f64 {
+pub(super) fn pt(points: f64) -> f64 {
     points * DPI / 72.0
 }
 
 /// A text style of `points` points. plotters writes an SVG font size of size / 1.24.
-fn font(points: f64) -> TextStyle<'static> {
+pub(super) fn font(points: f64) -> TextStyle<'static> {
     (FONT, pt(points) * 1.24).into()
 }
 
-const TICK_PT: f64 = 7.0;
-const LABEL_PT: f64 = 8.0;
+pub(super) const TICK_PT: f64 = 7.0;
+pub(super) const LABEL_PT: f64 = 8.0;
 const LEGEND_PT: f64 = 7.0;
 /// Line width: thin enough that neighbouring lines stay apart.
 const LINE_PT: f64 = 0.8;
@@ -376,8 +381,13 @@ pub struct LogTicks {
 
 impl LogTicks {
     pub fn new(min: f64, max: f64, max_labels: usize) -> LogTicks {
-        let lo = min.log10().floor() as i32;
-        let hi = (max.log10().ceil() as i32).max(lo + 1);
+        LogTicks::from_exponents(min.log10(), max.log10(), max_labels)
+    }
+
+    /// The ticks over 10^min_exp to 10^max_exp (the data's range in log10 units).
+    pub fn from_exponents(min_exp: f64, max_exp: f64, max_labels: usize) -> LogTicks {
+        let lo = min_exp.floor() as i32;
+        let hi = (max_exp.ceil() as i32).max(lo + 1);
         let count = |k: i32| (hi.div_euclid(k) - (lo + k - 1).div_euclid(k) + 1) as usize;
         let step = [1, 2, 3, 5, 10, 20, 50, 100]
             .into_iter()
@@ -408,7 +418,7 @@ pub fn decade_label(e: i32) -> String {
 }
 
 /// A tick label on a linear axis: the shortest decimal (0.9, 250).
-fn tick(v: f64) -> String {
+pub(super) fn tick(v: f64) -> String {
     if v == 0.0 {
         return "0".into();
     }
@@ -416,27 +426,35 @@ fn tick(v: f64) -> String {
     format!("{}", (v * scale).round() / scale)
 }
 
-/// About `n` round ticks (1, 2, 2.5 or 5 times a power of ten) within `lo..=hi`.
-fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+/// About `n` round ticks (1, 2, 2.5 or 5 times a power of ten) within `lo..=hi`; on an
+/// `integer` axis (steps, lags, indices) whole numbers only, and no 2.5.
+pub(super) fn nice_ticks(lo: f64, hi: f64, n: usize, integer: bool) -> Vec<f64> {
     let raw = (hi - lo) / n.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
-        .into_iter()
+    let mantissas: &[f64] = if integer {
+        &[1.0, 2.0, 5.0, 10.0]
+    } else {
+        &[1.0, 2.0, 2.5, 5.0, 10.0]
+    };
+    let step = mantissas
+        .iter()
         .map(|m| m * mag)
         .find(|&s| s >= raw)
         .unwrap_or(10.0 * mag);
+    let step = if integer { step.max(1.0) } else { step };
     let first = (lo / step).ceil() as i64;
     let last = (hi / step).floor() as i64;
     (first..=last).map(|i| i as f64 * step).collect()
 }
 
-/// The axes every panel shares: ranges (y in log10 units on a log axis) and ticks.
+/// The axes every panel shares: ranges (in log10 units on a log axis) and ticks.
 struct Axes {
     x: (f64, f64),
     y: (f64, f64),
     x_ticks: Vec<f64>,
     y_ticks: Vec<f64>,
     /// Decades that get a label (log axis).
+    x_labelled: Option<Vec<i32>>,
     y_labelled: Option<Vec<i32>>,
 }
 
@@ -461,7 +479,7 @@ struct Geometry {
     x_desc_h: u32,
 }
 
-fn text_width(text: &str, points: f64) -> f64 {
+pub(super) fn text_width(text: &str, points: f64) -> f64 {
     font(points)
         .font
         .box_size(text)
@@ -522,8 +540,59 @@ impl Geometry {
 
 /// Draws `chart` into `dir` in the formats of `opts`, with its data as CSV; returns the paths.
 pub fn draw(chart: &Chart, dir: &Path, opts: &FigureOptions) -> Result<Vec<PathBuf>, PlotError> {
+    let layout = Layout::new(chart, &opts.facet);
+    let legends: Vec<&Legend> = [&layout.colour_legend, &layout.style_legend]
+        .into_iter()
+        .flatten()
+        .collect();
+    let legend_rows = legend_rows(&legends, opts.width.0 * DPI);
+    let geo = Geometry::new(opts.width, layout.panels.len(), legend_rows.len());
+    let figure = LineFigure {
+        chart,
+        layout,
+        legend_rows,
+        geo,
+    };
+    write_figure(&figure, dir, &chart.file, &opts.formats, chart_csv(chart))
+}
+
+/// A figure that draws itself on any plotters backend (SVG for the SVG and PDF, bitmap for
+/// the PNG).
+pub(super) trait Render {
+    /// Width and height in drawing units (PNG pixels).
+    fn size(&self) -> (u32, u32);
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError>;
+}
+
+/// A line chart with its layout, ready to render.
+struct LineFigure<'a> {
+    chart: &'a Chart,
+    layout: Layout,
+    legend_rows: Vec<Vec<(usize, Option<usize>)>>,
+    geo: Geometry,
+}
+
+impl Render for LineFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        (self.geo.width, self.geo.height)
+    }
+
+    fn render<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawError> {
+        render(self.chart, &self.layout, &self.legend_rows, &self.geo, root)
+    }
+}
+
+/// Writes `figure` into `dir` as `<file>.pdf`, `.svg` and `.png` (those of `formats`) and its
+/// data `csv` as `<file>.csv`, each atomically; returns the paths, the CSV last.
+pub(super) fn write_figure(
+    figure: &impl Render,
+    dir: &Path,
+    file: &str,
+    formats: &[PlotFormat],
+    csv: Result<String, DrawError>,
+) -> Result<Vec<PathBuf>, PlotError> {
     register_font();
-    let path = |ext: &str| dir.join(format!("{}.{ext}", chart.file));
+    let path = |ext: &str| dir.join(format!("{file}.{ext}"));
     let fail = |p: &Path| {
         let p = p.to_path_buf();
         move |e: DrawError| PlotError {
@@ -531,29 +600,18 @@ pub fn draw(chart: &Chart, dir: &Path, opts: &FigureOptions) -> Result<Vec<PathB
             message: e.0,
         }
     };
-    let layout = Layout::new(chart, &opts.facet);
-    let legends: Vec<&Legend> = [&layout.colour_legend, &layout.style_legend]
-        .into_iter()
-        .flatten()
-        .collect();
-    let rows = legend_rows(&legends, opts.width.0 * DPI);
-    let geo = Geometry::new(opts.width, layout.panels.len(), rows.len());
-    let size = (geo.width, geo.height);
-
+    let size = figure.size();
     let mut files = Vec::new();
     let mut out: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let csv_path = path("csv");
-    out.push((
-        csv_path.clone(),
-        chart_csv(chart).map_err(fail(&csv_path))?.into_bytes(),
-    ));
-    let wants = |f: PlotFormat| opts.formats.contains(&f);
+    out.push((csv_path.clone(), csv.map_err(fail(&csv_path))?.into_bytes()));
+    let wants = |f: PlotFormat| formats.contains(&f);
     if wants(PlotFormat::Svg) || wants(PlotFormat::Pdf) {
         let svg_path = path("svg");
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
-            render(chart, &layout, &rows, &geo, &root).map_err(fail(&svg_path))?;
+            figure.render(&root).map_err(fail(&svg_path))?;
             root.present()
                 .map_err(|e| fail(&svg_path)(DrawError::from(e)))?;
         }
@@ -571,7 +629,7 @@ pub fn draw(chart: &Chart, dir: &Path, opts: &FigureOptions) -> Result<Vec<PathB
         let mut pixels = vec![255u8; (size.0 * size.1 * 3) as usize];
         {
             let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-            render(chart, &layout, &rows, &geo, &root).map_err(fail(&png_path))?;
+            figure.render(&root).map_err(fail(&png_path))?;
             root.present()
                 .map_err(|e| fail(&png_path)(DrawError::from(e)))?;
         }
@@ -662,7 +720,7 @@ fn chart_csv(chart: &Chart) -> Result<String, DrawError> {
 }
 
 /// An x value as written in the CSV (integers without a decimal point).
-fn tick_exact(x: f64) -> String {
+pub(super) fn tick_exact(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
         format!("{}", x as i64)
     } else {
@@ -672,40 +730,60 @@ fn tick_exact(x: f64) -> String {
 
 /// The shared axes of every panel, in drawing coordinates (log10 on a log axis).
 fn axes(chart: &Chart, panel_h: f64) -> Option<Axes> {
-    let ok = |y: f64| y.is_finite() && (!chart.log_y || y > 0.0);
-    let xs = chart
+    let ok_x = |x: f64| x.is_finite() && (!chart.log_x || x > 0.0);
+    let ok_y = |y: f64| y.is_finite() && (!chart.log_y || y > 0.0);
+    let points = || {
+        chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().filter(|p| ok_x(p.0)))
+    };
+    let ys = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0));
-    let ys = chart.series.iter().flat_map(|s| {
-        s.points
-            .iter()
-            .map(|p| p.1)
-            .chain(s.band.iter().flat_map(|b| [b.1, b.2]))
-    });
-    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
-        (a.min(x), b.max(x))
-    });
-    let (y0, y1) = ys
-        .filter(|&y| ok(y))
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
-            (a.min(y), b.max(y))
-        });
+        .flat_map(|s| {
+            s.points
+                .iter()
+                .filter(|p| ok_x(p.0))
+                .map(|p| p.1)
+                .chain(s.band.iter().filter(|b| ok_x(b.0)).flat_map(|b| [b.1, b.2]))
+        })
+        .chain(chart.reference_y);
+    let range = |values: &mut dyn Iterator<Item = f64>| {
+        values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        })
+    };
+    let (x0, x1) = range(&mut points().map(|p| p.0));
+    let (y0, y1) = range(&mut ys.filter(|&y| ok_y(y)));
     if !(x0.is_finite() && y0.is_finite()) {
         return None;
     }
-    let (x, x_ticks) = match &chart.categories {
+    let (x, x_ticks, x_labelled) = match &chart.categories {
         Some(c) => (
             (-0.5, c.len() as f64 - 0.5),
             (0..c.len()).map(|i| i as f64).collect(),
+            None,
         ),
+        None if chart.log_x => {
+            let t = LogTicks::new(x0, x1, 6);
+            // Over a few decades, unlabelled ticks at 2..9 times each decade too, so that values
+            // between the labels (k = 4, 16, 64) can be read.
+            let per_decade = if t.hi - t.lo <= 3 { 9 } else { 1 };
+            let ticks = (t.lo..t.hi)
+                .flat_map(|e| (1..=per_decade).map(move |m| f64::from(e) + f64::from(m).log10()))
+                .chain([f64::from(t.hi)])
+                .collect();
+            ((t.lo as f64, t.hi as f64), ticks, Some(t.labelled()))
+        }
         None => {
             let x = if x1 > x0 {
                 (x0, x1)
             } else {
                 (x0 - 1.0, x1 + 1.0)
             };
-            (x, nice_ticks(x.0, x.1, 4))
+            let integer = points().all(|p| p.0.fract() == 0.0);
+            (x, nice_ticks(x.0, x.1, 4, integer), None)
         }
     };
     // Room for one label per 1.8 label heights of the plot's height.
@@ -717,6 +795,7 @@ fn axes(chart: &Chart, panel_h: f64) -> Option<Axes> {
             y: (t.lo as f64, t.hi as f64),
             x_ticks,
             y_ticks: (t.lo..=t.hi).map(f64::from).collect(),
+            x_labelled,
             y_labelled: Some(t.labelled()),
         });
     }
@@ -730,7 +809,8 @@ fn axes(chart: &Chart, panel_h: f64) -> Option<Axes> {
         x,
         y,
         x_ticks,
-        y_ticks: nice_ticks(y.0, y.1, max_labels.clamp(2, 6)),
+        y_ticks: nice_ticks(y.0, y.1, max_labels.clamp(2, 6), false),
+        x_labelled,
         y_labelled: None,
     })
 }
@@ -778,7 +858,7 @@ fn render<DB: DrawingBackend>(
     let y_label_w = axes
         .y_ticks
         .iter()
-        .map(|&v| text_width(&y_tick_label(&axes, v), TICK_PT))
+        .map(|&v| text_width(&tick_label(&axes.y_labelled, v), TICK_PT))
         .fold(0.0, f64::max)
         + pt(4.0);
     for (panel, area) in layout.panels.iter().zip(&cells) {
@@ -788,11 +868,12 @@ fn render<DB: DrawingBackend>(
     Ok(())
 }
 
-fn y_tick_label(axes: &Axes, v: f64) -> String {
-    match &axes.y_labelled {
+/// A tick's label: on a log axis (`labelled` decades) 10ⁿ or nothing, else the number.
+fn tick_label(labelled: &Option<Vec<i32>>, v: f64) -> String {
+    match labelled {
         Some(labelled) => {
             let e = v.round() as i32;
-            if labelled.contains(&e) {
+            if (v - f64::from(e)).abs() < 1e-9 && labelled.contains(&e) {
                 decade_label(e)
             } else {
                 String::new()
@@ -881,9 +962,9 @@ fn draw_panel<DB: DrawingBackend>(
     let categories = chart.categories.clone();
     let x_format = move |v: &f64| match &categories {
         Some(c) => c.get(v.round() as usize).cloned().unwrap_or_default(),
-        None => tick(*v),
+        None => tick_label(&axes.x_labelled, *v),
     };
-    let y_format = |v: &f64| y_tick_label(axes, *v);
+    let y_format = |v: &f64| tick_label(&axes.y_labelled, *v);
     cc.configure_mesh()
         .label_style(font(TICK_PT))
         .x_label_formatter(&x_format)
@@ -895,7 +976,9 @@ fn draw_panel<DB: DrawingBackend>(
         .draw()
         .map_err(|e| err(&e))?;
 
+    let x = |v: f64| if chart.log_x { v.log10() } else { v };
     let y = |v: f64| if chart.log_y { v.log10() } else { v };
+    let ok_x = |v: f64| !chart.log_x || v > 0.0;
     let n = panel.series.len();
     let shift = |j: usize| {
         if chart.categories.is_some() {
@@ -904,20 +987,32 @@ fn draw_panel<DB: DrawingBackend>(
             0.0
         }
     };
+    if let Some(r) = chart
+        .reference_y
+        .filter(|&r| r.is_finite() && (!chart.log_y || r > 0.0))
+    {
+        cc.draw_series(LineSeries::new(
+            [(axes.x.0, y(r)), (axes.x.1, y(r))],
+            BLACK.mix(0.45).stroke_width(pt(0.5).round() as u32),
+        ))
+        .map_err(|e| err(&e))?;
+    }
     // Bands first, light, so that no band hides a line.
     for (j, &i) in panel.series.iter().enumerate() {
         let s = &chart.series[i];
         let band: Vec<&(f64, f64, f64)> = s
             .band
             .iter()
-            .filter(|b| b.1.is_finite() && b.2.is_finite() && (!chart.log_y || b.1 > 0.0))
+            .filter(|b| {
+                ok_x(b.0) && b.1.is_finite() && b.2.is_finite() && (!chart.log_y || b.1 > 0.0)
+            })
             .collect();
         if band.len() < 2 {
             continue;
         }
         let dx = shift(j);
-        let mut polygon: Vec<(f64, f64)> = band.iter().map(|b| (b.0 + dx, y(b.1))).collect();
-        polygon.extend(band.iter().rev().map(|b| (b.0 + dx, y(b.2))));
+        let mut polygon: Vec<(f64, f64)> = band.iter().map(|b| (x(b.0) + dx, y(b.1))).collect();
+        polygon.extend(band.iter().rev().map(|b| (x(b.0) + dx, y(b.2))));
         cc.draw_series(std::iter::once(Polygon::new(
             polygon,
             colour_of(layout.colour[i]).mix(0.10).filled(),
@@ -932,8 +1027,8 @@ fn draw_panel<DB: DrawingBackend>(
         let points: Vec<(f64, f64)> = s
             .points
             .iter()
-            .filter(|p| p.1.is_finite() && (!chart.log_y || p.1 > 0.0))
-            .map(|p| (p.0 + dx, y(p.1)))
+            .filter(|p| ok_x(p.0) && p.1.is_finite() && (!chart.log_y || p.1 > 0.0))
+            .map(|p| (x(p.0) + dx, y(p.1)))
             .collect();
         let colour = colour_of(layout.colour[i]);
         let style = colour.stroke_width(lw);
