@@ -683,6 +683,7 @@ fn write_diag_sweep(dir: &Path, spectrum: bool) {
                 ..StepRow::default()
             }],
             flow,
+            spectrum: Vec::new(),
         };
         store::write_run(dir, &run.id, &run.config, &record, &prov).unwrap();
         if spectrum {
