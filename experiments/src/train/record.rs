@@ -35,10 +35,10 @@ pub struct StepRow {
     pub eval_metric: Option<f64>,
     pub trunc_cosine: Option<f64>,
     pub trunc_norm_ratio: Option<f64>,
-    /// Per layer; spectral radius is `None` for LSTM (W_hh is not square).
+    /// Per layer; spectral radius is `None` for LSTM and GRU (W_hh is not square).
     pub spectral_radius: Vec<Option<f64>>,
     pub sigma_max: Vec<Option<f64>>,
-    /// Per layer, LSTM only.
+    /// Per layer: the LSTM's forget gate f, the GRU's update gate z (`None` for an RNN).
     pub forget_mean: Vec<Option<f64>>,
     pub forget_saturation: Vec<Option<f64>>,
 }
