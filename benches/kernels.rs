@@ -1,4 +1,4 @@
-//! Criterion benches: every kernel against its scalar twin, and the whole-window RNN/LSTM
+//! Criterion benches: every kernel against its scalar twin, and the whole-window RNN/LSTM/GRU
 //! forward and forward+backward against the same run's 1024³ sgemm.
 //!
 //! Throughput is declared in FLOPs (`Elements`), so criterion's "elem/s" reads as FLOP/s.

@@ -6,8 +6,9 @@
 
 A gradlab checkpoint is a safetensors file with PyTorch's parameter names: the recurrent stack
 (`weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`, ... per layer) loads into
-`nn.LSTM` or `nn.RNN` with `load_state_dict`, and `head.weight`, `head.bias` into an
-`nn.Linear`; the run configuration (TOML) is in the metadata under `gradlab.config`.
+`nn.LSTM`, `nn.GRU` or `nn.RNN` with `load_state_dict` (the cell follows from the rows of
+`weight_hh_l0`: 4H, 3H or H), and `head.weight`, `head.bias` into an `nn.Linear`; the run
+configuration (TOML) is in the metadata under `gradlab.config`.
 
 The script builds that model, computes a mean squared error loss of the head's output on a
 random batch and its gradients with autograd, then runs `gradlab grad` on the same weights,
@@ -31,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 
 def load_model(path):
-    """The stack (nn.LSTM or nn.RNN), the head (nn.Linear) and the run configuration."""
+    """The stack (nn.LSTM, nn.GRU or nn.RNN), the head (nn.Linear) and the run configuration."""
     tensors = load_file(path)
     with safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
@@ -41,10 +42,12 @@ def load_model(path):
     layers = sum(1 for k in stack_sd if k.startswith("weight_ih_l"))
     rows, input_size = stack_sd["weight_ih_l0"].shape
     hidden = stack_sd["weight_hh_l0"].shape[1]
-    cell = "lstm" if rows == 4 * hidden else "rnn"
+    cell = {4 * hidden: "lstm", 3 * hidden: "gru"}.get(rows, "rnn")
+    nonlinearity = "tanh"
     if cell == "lstm":
         stack = torch.nn.LSTM(input_size, hidden, num_layers=layers)
-        nonlinearity = "tanh"
+    elif cell == "gru":
+        stack = torch.nn.GRU(input_size, hidden, num_layers=layers)
     else:
         nonlinearity = config.get("nonlinearity", "tanh")
         stack = torch.nn.RNN(input_size, hidden, num_layers=layers, nonlinearity=nonlinearity)

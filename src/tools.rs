@@ -66,7 +66,7 @@ pub fn sample_cmd(a: SampleArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct GradArgs {
-    /// Recurrent cell: rnn | lstm (LSTM gates in PyTorch's order i, f, g, o).
+    /// Recurrent cell: rnn | lstm | gru (gates in PyTorch's order: LSTM i, f, g, o; GRU r, z, n).
     #[arg(long, value_name = "CELL")]
     cell: CellKind,
     /// Stacked layers.

@@ -43,6 +43,8 @@ fn bench_json_prints_one_object_per_shape_with_the_documented_keys() {
         "rnn-small",
         "--shape",
         "lstm-small",
+        "--shape",
+        "gru-small",
         "--repeats",
         "1",
         "--json",
@@ -52,8 +54,8 @@ fn bench_json_prints_one_object_per_shape_with_the_documented_keys() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rows.len(), 2);
-    for (row, name) in rows.iter().zip(["rnn-small", "lstm-small"]) {
+    assert_eq!(rows.len(), 3);
+    for (row, name) in rows.iter().zip(["rnn-small", "lstm-small", "gru-small"]) {
         assert_eq!(row["shape"], name);
         for key in ["ms", "gflops", "sgemm_gflops"] {
             let v = row[key]
@@ -61,14 +63,13 @@ fn bench_json_prints_one_object_per_shape_with_the_documented_keys() {
                 .unwrap_or_else(|| panic!("{key} missing in {row}"));
             assert!(v.is_finite() && v > 0.0, "{key} = {v}");
         }
-        // GFLOP/s is the DESIGN.md count over the measured time.
-        let flops = 3.0
-            * 2.0
-            * 64.0
-            * 32.0
-            * 128.0
-            * (64.0 + 128.0)
-            * if name == "lstm-small" { 4.0 } else { 1.0 };
+        // GFLOP/s is the DESIGN.md count over the measured time (G = 4, 3, 1 gates).
+        let gates = match name {
+            "lstm-small" => 4.0,
+            "gru-small" => 3.0,
+            _ => 1.0,
+        };
+        let flops = 3.0 * 2.0 * 64.0 * 32.0 * 128.0 * (64.0 + 128.0) * gates;
         let gflops = flops / (row["ms"].as_f64().unwrap() * 1e-3) / 1e9;
         assert!((gflops / row["gflops"].as_f64().unwrap() - 1.0).abs() < 1e-9);
     }

@@ -1,5 +1,5 @@
 //! The command line people type: errors that say how to fix them, a closed pipe, sweeps
-//! built on the command line, Slurm options, checkpoints from PyTorch.
+//! built on the command line, Slurm options, checkpoints and gradients against PyTorch.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::{gradlab, s, text, tmpdir, write_spec};
-use gradlab_experiments::model::checkpoint::save_tensors;
+use gradlab_experiments::model::checkpoint::{save_tensors, TensorFile};
 use gradlab_kernels::{Cell, StackShape};
 
 /// Runs gradlab, which must fail, and returns its standard error.
@@ -339,6 +339,72 @@ fn grad_refuses_weights_it_would_not_use() {
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// `gradlab grad --cell gru` gives what nn.GRU gives: the 2-layer case of the committed PyTorch
+/// fixture (`scripts/gru_parity_fixture.py`; no torch needed here), through the files and names
+/// a user passes, every tensor within a norm-wise relative error of 1e-5.
+#[test]
+fn grad_of_a_gru_matches_pytorch_on_the_committed_fixture() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("kernels/tests/fixtures/gru_pytorch.safetensors");
+    let f = TensorFile::read(&fixture).unwrap();
+    let get = |name: &str| {
+        let dims = f.shape(&format!("l2.{name}")).unwrap();
+        let v = f.f32(&format!("l2.{name}"), &dims).unwrap();
+        (name.to_string(), dims, v)
+    };
+    let shape = StackShape {
+        cell: Cell::Gru,
+        input: 3,
+        hidden: 33,
+        layers: 2,
+    };
+    let weights: Vec<_> = shape.param_names().iter().map(|(n, _, _)| get(n)).collect();
+    let inputs: Vec<_> = ["input", "h0", "grad_output", "grad_h_n"].map(get).into();
+    let dir = tmpdir("gradgru");
+    let (w, x, g) = (
+        dir.join("w.safetensors"),
+        dir.join("x.safetensors"),
+        dir.join("g.safetensors"),
+    );
+    for (path, tensors) in [(&w, &weights), (&x, &inputs)] {
+        let views: Vec<_> = tensors
+            .iter()
+            .map(|(n, d, v)| (n.clone(), d.clone(), &v[..]))
+            .collect();
+        save_tensors(path, &views, Default::default()).unwrap();
+    }
+    let mut args: Vec<&str> = "grad --cell gru --layers 2 --input-size 3 --hidden 33 --threads 2"
+        .split(' ')
+        .collect();
+    args.extend(["--weights", s(&w), "--input", s(&x), "--out", s(&g)]);
+    ok(&args);
+    let got = TensorFile::read(&g).unwrap();
+    let mut names: Vec<String> = ["output", "h_n", "grad.input", "grad.h0"]
+        .map(String::from)
+        .into();
+    names.extend(
+        shape
+            .param_names()
+            .into_iter()
+            .map(|(n, _, _)| format!("grad.{n}")),
+    );
+    for name in names {
+        let (_, dims, want) = get(&name);
+        let have = got.f32(&name, &dims).unwrap();
+        let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+        let diff = norm(&mut have.iter().zip(&want).map(|(a, b)| f64::from(a - b)));
+        let e = diff / norm(&mut want.iter().map(|&b| f64::from(b)));
+        assert!(
+            e <= 1e-5,
+            "{name}: norm-wise relative error {e:e} against nn.GRU"
+        );
+    }
+    assert!(
+        !got.has("c_n") && !got.has("grad.c0"),
+        "a GRU has no cell state"
+    );
+}
+
 /// Why `scripts/load_checkpoint.py` cannot run here, if it cannot.
 fn torch_unavailable() -> Option<String> {
     match Command::new("python3")
@@ -368,7 +434,11 @@ fn a_checkpoint_loads_into_pytorch_and_its_gradients_match_gradlab_grad() {
         return;
     }
     let dir = tmpdir("torch");
-    for (cell, extra) in [("lstm", "depth=2"), ("rnn", "nonlinearity=relu")] {
+    for (cell, extra) in [
+        ("lstm", "depth=2"),
+        ("rnn", "nonlinearity=relu"),
+        ("gru", "depth=2"),
+    ] {
         let out = dir.join(cell);
         ok(&[
             "run",

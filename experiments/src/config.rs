@@ -122,6 +122,7 @@ impl ParseError {
 pub enum CellKind {
     Rnn,
     Lstm,
+    Gru,
 }
 
 /// Non-linearity of a vanilla RNN.
@@ -486,7 +487,7 @@ run_config! {
     seq_len: usize = 100, "T of generated sequences (copy: the delay; charlm: window length)";
     /// The text file of `charlm`.
     text: Option<PathBuf> = None, "text file of charlm";
-    cell: CellKind = CellKind::Rnn, "rnn | lstm";
+    cell: CellKind = CellKind::Rnn, "rnn | lstm | gru";
     nonlinearity: Nonlinearity = Nonlinearity::Tanh, "rnn only: tanh | relu";
     hidden: usize = 50, "hidden units per layer";
     depth: usize = 1, "stacked layers";
@@ -661,11 +662,17 @@ impl RunConfig {
             }
             _ => {}
         }
-        if self.init == Init::Identity && self.cell == CellKind::Lstm {
+        if self.init == Init::Identity && self.cell != CellKind::Rnn {
+            // IRNN's identity W_hh makes h_t = relu(h_{t-1} + W_ih x_t): an identity gate block
+            // of an LSTM or GRU has no such meaning, so it is refused rather than guessed.
             return Err(ConfigError::bad(
                 "init",
                 "identity",
-                "identity (IRNN) applies to rnn cells only",
+                format!(
+                    "identity (IRNN) applies to rnn cells only; for cell = \"{}\" use default, \
+                     normal:<σ>, smart-tanh (per gate block) or orthogonal (per gate block)",
+                    self.cell
+                ),
             ));
         }
         let (k1, k2) = self.tbptt();

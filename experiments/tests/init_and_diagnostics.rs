@@ -11,7 +11,8 @@ use gradlab_experiments::train::diagnostics::{
     decay_rate, forget_gate_stats, truncation_bias, FORGET_SATURATION,
 };
 use gradlab_kernels::rng::SplitMix64;
-use gradlab_kernels::{Activation, Cell, StackShape};
+use gradlab_kernels::rnn::{self, Workspace};
+use gradlab_kernels::{Activation, Cell, Par, StackShape};
 
 /// `a · b` of `n × n` row-major matrices.
 fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
@@ -142,7 +143,7 @@ fn w_hh_blocks(model: &Model) -> Vec<Vec<f32>> {
 fn orthogonal_init_gives_orthonormal_recurrent_blocks() {
     // Catches a Gram-Schmidt that loses orthogonality, skips normalisation, or fills only the
     // first gate block of an LSTM.
-    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm] {
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
         for h in [1, 7, 32] {
             let model = initialised(cell, h, Init::Orthogonal, 11);
             let blocks = w_hh_blocks(&model);
@@ -355,6 +356,34 @@ fn forget_gate_stats_read_the_f_block_and_count_saturation_outside_the_closed_ba
         "mean {mean}, want {want_mean}"
     );
     assert_eq!(saturated, 3.0 / 6.0, "0.04, 0.96 and 0.0 are saturated");
+}
+
+#[test]
+fn gru_update_gate_stats_read_z_from_the_stored_gate_rows() {
+    // Catches the diagnostics reading r, n or hn of a GRU's stored rows [r | z | n | hn] as its
+    // "forget" gate: with W_iz = W_hz = 0 every z is σ(b_iz + b_hz), whatever the input.
+    let shape = StackShape {
+        cell: Cell::Gru,
+        input: 3,
+        hidden: 5,
+        layers: 1,
+    };
+    let mut model = Model::new(shape, 1);
+    initialize(&mut model, Init::Default, 1.0, &mut SplitMix64(3));
+    let (h, r) = (shape.hidden, shape.layer_ranges(0));
+    let params = &mut model.params;
+    params[r.w_ih.start + h * 3..r.w_ih.start + 2 * h * 3].fill(0.0);
+    params[r.w_hh.start + h * h..r.w_hh.start + 2 * h * h].fill(0.0);
+    params[r.b_ih.start + h..r.b_ih.start + 2 * h].fill(0.5);
+    params[r.b_hh.start + h..r.b_hh.start + 2 * h].fill(0.25);
+    let (t, b) = (4, 2);
+    let x = SplitMix64(4).vec_f32(t * b * 3, 1.0);
+    let mut ws = Workspace::new(shape, t, b);
+    rnn::forward(model.stack_params(), &x, None, None, &mut ws, Par::Seq);
+    let (mean, saturated) = forget_gate_stats(ws.gates(0), h);
+    let z = 1.0 / (1.0 + (-0.75f64).exp());
+    assert!((mean - z).abs() < 1e-6, "mean z {mean}, want σ(0.75) = {z}");
+    assert_eq!(saturated, 0.0, "σ(0.75) = 0.68 is not saturated");
 }
 
 #[test]

@@ -20,10 +20,11 @@ use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
 use gradlab_kernels::{Activation, Cell, Par, StackShape};
 
-const CELLS: [Cell; 3] = [
+const CELLS: [Cell; 4] = [
     Cell::Rnn(Activation::Tanh),
     Cell::Rnn(Activation::Relu),
     Cell::Lstm,
+    Cell::Gru,
 ];
 
 fn uniform(rng: &mut SplitMix64, n: usize, scale: f64) -> Vec<f32> {
@@ -413,7 +414,7 @@ fn norm_preservation_is_the_ratio_of_consecutive_probe_norms() {
 
 #[test]
 fn a_run_logs_spectra_at_its_diagnosed_updates_and_the_new_columns_everywhere() {
-    for cell in ["rnn", "lstm"] {
+    for cell in ["rnn", "lstm", "gru"] {
         let cfg = RunConfig::from_toml(&format!(
             "task = 'adding'\nseq_len = 12\ncell = '{cell}'\nhidden = 6\ndepth = 2\nbatch = 4\n\
              steps = 25\nlog_every = 5\neval_every = 100\neval_sequences = 20\n\

@@ -27,8 +27,15 @@ fn prov() -> Provenance {
 
 #[test]
 fn a_run_writes_the_five_tables_with_the_documented_columns() {
-    let dir = tmpdir("tables");
-    let cfg = RunConfig::from_toml("task = 'temporal-order'\nseq_len = 20\ncell = 'lstm'\nhidden = 8\ndepth = 2\nsteps = 12\nlog_every = 5\neval_every = 10\neval_sequences = 20\ntruncation = 6\n").unwrap();
+    // A GRU logs its update gate z in the forget-gate columns, as an LSTM logs f.
+    for cell in ["lstm", "gru"] {
+        writes_the_five_tables(cell);
+    }
+}
+
+fn writes_the_five_tables(cell: &str) {
+    let dir = tmpdir(&format!("tables-{cell}"));
+    let cfg = RunConfig::from_toml(&format!("task = 'temporal-order'\nseq_len = 20\ncell = '{cell}'\nhidden = 8\ndepth = 2\nsteps = 12\nlog_every = 5\neval_every = 10\neval_sequences = 20\ntruncation = 6\n")).unwrap();
     let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
     let id = run_id(&cfg);
     store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
@@ -126,8 +133,17 @@ fn a_run_writes_the_five_tables_with_the_documented_columns() {
         "orthogonality",
     ] {
         let c = layers.column(col).unwrap();
-        assert_eq!(c.null_count(), 2, "layers.{col}: nulls other than step 9's");
+        assert_eq!(
+            c.null_count(),
+            2,
+            "{cell} layers.{col}: nulls other than step 9's"
+        );
     }
+    let gate_mean = layers.column("forget_mean").unwrap().f64().unwrap();
+    assert!(
+        gate_mean.iter().flatten().all(|m| m > 0.0 && m < 1.0),
+        "{cell}: a gate mean is in (0, 1)"
+    );
     // The spectra at the first and last update (0 and 11) only.
     for col in ["lyapunov_max", "kaplan_yorke_dim", "lyapunov_positive"] {
         let c = layers.column(col).unwrap();
@@ -141,9 +157,11 @@ fn a_run_writes_the_five_tables_with_the_documented_columns() {
         layers.column("lyapunov_positive").unwrap().dtype(),
         &polars::prelude::DataType::Int64
     );
-    // Per measured step (2) and layer (2): 16 exponents of the joint (h, c) of 8 units, and 16
-    // singular values for each k in 1, 2, 4, 8, 16, 20.
-    assert_eq!(spectrum.height(), 2 * 2 * 16 * 7);
+    // Per measured step (2) and layer (2): an exponent per state dimension (the joint (h, c)
+    // of an LSTM's 8 units, a GRU's h), and as many singular values for each k in 1, 2, 4, 8,
+    // 16, 20.
+    let dim = if cell == "lstm" { 16 } else { 8 };
+    assert_eq!(spectrum.height(), 2 * 2 * dim * 7);
     let kinds = spectrum.column("kind").unwrap().str().unwrap();
     let kinds: std::collections::BTreeSet<&str> = kinds.iter().flatten().collect();
     let want = [
@@ -157,7 +175,7 @@ fn a_run_writes_the_five_tables_with_the_documented_columns() {
     assert_eq!(
         layers.column("spectral_radius").unwrap().null_count(),
         10,
-        "an LSTM's W_hh is not square"
+        "an {cell}'s W_hh is not square"
     );
     // Probe rows cover every lag of the 20-step window, train rows the 6 of the truncation.
     assert_eq!(
@@ -193,7 +211,7 @@ fn count_source(flow: &DataFrame, source: &str) -> usize {
 #[test]
 fn a_checkpoint_round_trips_bit_exactly_with_pytorch_names() {
     let dir = tmpdir("checkpoint");
-    for cell in ["rnn", "lstm"] {
+    for cell in ["rnn", "lstm", "gru"] {
         let cfg = RunConfig::from_toml(&format!("task = 'hello'\ncell = '{cell}'\nhidden = 6\ndepth = 2\nsteps = 3\nnonlinearity = 'relu'\n")).unwrap();
         let mut tr = Trainer::new(cfg.clone(), Par::Seq).unwrap();
         tr.run(|_, _| {});
@@ -211,7 +229,11 @@ fn a_checkpoint_round_trips_bit_exactly_with_pytorch_names() {
         assert_eq!(ck.config.as_ref(), Some(&cfg));
         assert_eq!(ck.vocab.as_ref(), Some(&vocab));
         let file = TensorFile::read(&path).unwrap();
-        let g = if cell == "lstm" { 4 } else { 1 };
+        let g = match cell {
+            "lstm" => 4,
+            "gru" => 3,
+            _ => 1,
+        };
         assert_eq!(file.shape("weight_ih_l0").unwrap(), [g * 6, 4]);
         assert_eq!(file.shape("weight_hh_l1").unwrap(), [g * 6, 6]);
         assert_eq!(file.shape("bias_hh_l1").unwrap(), [g * 6]);
@@ -242,7 +264,7 @@ fn a_failed_write_leaves_no_file_and_no_temporary() {
 fn every_file_of_a_table_has_the_same_schema() {
     let dir = tmpdir("schemas");
     let mut ids = Vec::new();
-    for (cell, depth) in [("rnn", 1), ("lstm", 3)] {
+    for (cell, depth) in [("rnn", 1), ("lstm", 3), ("gru", 2)] {
         let cfg = RunConfig::from_toml(&format!(
             "cell = '{cell}'\ndepth = {depth}\nseq_len = 8\nhidden = 4\nsteps = 3\nlog_every = 1\neval_sequences = 4\n"
         ))
@@ -252,13 +274,11 @@ fn every_file_of_a_table_has_the_same_schema() {
         store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
         ids.push(id);
     }
-    let [a, b] = [&ids[0], &ids[1]].map(|id| store::run_paths(&dir, id));
-    for (pa, pb) in a.iter().zip(&b) {
-        let (sa, sb) = (
-            read_parquet(pa).unwrap().schema().clone(),
-            read_parquet(pb).unwrap().schema().clone(),
-        );
+    let [a, b, c] = [&ids[0], &ids[1], &ids[2]].map(|id| store::run_paths(&dir, id));
+    for ((pa, pb), pc) in a.iter().zip(&b).zip(&c) {
+        let [sa, sb, sc] = [pa, pb, pc].map(|p| read_parquet(p).unwrap().schema().clone());
         assert_eq!(sa, sb, "{} and {} differ", pa.display(), pb.display());
+        assert_eq!(sa, sc, "{} and {} differ", pa.display(), pc.display());
     }
 }
 

@@ -148,7 +148,7 @@ fn tbptt_k1_less_than_k2_equal_to_t_gives_the_full_gradient() {
 
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
-    for cell in ["rnn", "lstm"] {
+    for cell in ["rnn", "lstm", "gru"] {
         let cfg = config(&format!(
             "task = 'temporal-order'\nseq_len = 20\ncell = '{cell}'\nhidden = 24\ndepth = 2\nbatch = 9\nsteps = 30\ntruncation = 7\nlog_every = 5\neval_every = 10\neval_sequences = 100\noptimizer = 'rmsprop'\nlr = 0.003\n"
         ));
@@ -177,6 +177,8 @@ fn every_optimizer_and_init_trains_without_error() {
             ("rnn", "identity"),
             ("lstm", "orthogonal"),
             ("lstm", "default"),
+            ("gru", "orthogonal"),
+            ("gru", "smart-tanh"),
         ] {
             let cfg = config(&format!(
                 "task = 'adding'\nseq_len = 12\ncell = '{cell}'\ninit = '{init}'\noptimizer = '{opt}'\nlr = 0.01\nmomentum = 0.0\nhidden = 8\nsteps = 5\neval_sequences = 10\nlog_every = 1\nlr_schedule = 'step:2:0.5'\n"
@@ -202,7 +204,7 @@ fn tasks_are_reproducible_from_their_seed() {
 
 #[test]
 fn bad_configurations_name_the_key_and_what_is_allowed() {
-    let cases: [(&str, &str); 12] = [
+    let cases: [(&str, &str); 13] = [
         (
             "hidden = 0",
             "invalid value 0 for 'hidden': must be at least 1",
@@ -227,6 +229,10 @@ fn bad_configurations_name_the_key_and_what_is_allowed() {
         (
             "cell = 'lstm'\ninit = 'identity'",
             "identity (IRNN) applies to rnn cells only",
+        ),
+        (
+            "cell = 'gru'\ninit = 'identity'",
+            "for cell = \"gru\" use default, normal:<σ>, smart-tanh",
         ),
         ("hiden = 10", "unknown field `hiden`"),
         ("task = 'sorting'", "unknown variant `sorting`"),

@@ -14,7 +14,7 @@ use gradlab_experiments::train::Trainer;
 use gradlab_kernels::reference;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::OutputGrads;
-use gradlab_kernels::{Cell, Par, StackShape};
+use gradlab_kernels::{Par, StackShape};
 
 /// A model in f64: the stack, then `head.weight` `(O, H)` and `head.bias` `(O)`.
 #[derive(Clone, Copy)]
@@ -46,7 +46,7 @@ fn loss_terms(batch: &Batch) -> usize {
 fn state_at(net: Net<'_>, x: &[f64], w: usize, b: usize) -> (Vec<f64>, Vec<f64>) {
     let s = net.stack;
     let lbh = s.layers * b * s.hidden;
-    let lstm = s.cell == Cell::Lstm;
+    let lstm = s.cell.has_cell_state();
     if w == 0 {
         return (vec![0.0; lbh], vec![0.0; if lstm { lbh } else { 0 }]);
     }
@@ -141,7 +141,7 @@ fn reference_gradient(net: Net<'_>, batch: &Batch, (k1, k2): (usize, usize)) -> 
         let end = (start + k1).min(t);
         let from = end.saturating_sub(k2);
         let (h0, c0) = state_at(net, &x, from, b);
-        let c0 = (s.cell == Cell::Lstm).then_some(&c0[..]);
+        let c0 = s.cell.has_cell_state().then_some(&c0[..]);
         let (xs, len) = (&x[from * row..end * row], end - from);
         let trace = reference::forward(s, net.stack_params(), xs, Some(&h0), c0, len, b);
         let mut dy = vec![0.0; len * b * s.hidden];
@@ -203,7 +203,7 @@ fn trainer(cell: &str, depth: usize, task: &str, truncation: &str) -> Trainer {
     Trainer::new(cfg, Par::Seq).expect("valid config")
 }
 
-const CASES: [(&str, usize, &str); 12] = [
+const CASES: [(&str, usize, &str); 15] = [
     ("rnn", 1, "adding"),
     ("rnn", 2, "adding"),
     ("lstm", 1, "adding"),
@@ -216,6 +216,9 @@ const CASES: [(&str, usize, &str); 12] = [
     ("rnn", 2, "temporal-order"),
     ("lstm", 1, "temporal-order"),
     ("lstm", 2, "temporal-order"),
+    ("gru", 1, "adding"),
+    ("gru", 2, "copy"),
+    ("gru", 2, "temporal-order"),
 ];
 
 #[test]

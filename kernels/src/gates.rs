@@ -2,7 +2,9 @@
 //!
 //! Each function works on a range of hidden units `j0..j1` of one batch row, so the recurrent
 //! GEMM can apply it to the tile it has just produced while that tile is still in L1.
-//! Row layouts follow PyTorch: an LSTM gate row is `[i | f | g | o]`, each `hidden` wide.
+//! Row layouts follow PyTorch: an LSTM gate row is `[i | f | g | o]`, each `hidden` wide; a GRU
+//! row is `[r | z | n | hn]`, PyTorch's three gates and `hn = W_hn h + b_hn`, which backward needs
+//! on its own because b_hn sits inside `r ⊙ (W_hn h + b_hn)`.
 
 use std::ops::Range;
 
@@ -23,6 +25,21 @@ pub enum Activation {
 fn chunks(units: Range<usize>) -> impl Iterator<Item = (usize, usize)> {
     let end = units.end;
     units.step_by(LANES).map(move |j| (j, LANES.min(end - j)))
+}
+
+/// Calls `$chunk::<FULL>(args)` for every chunk `(j, n)` of `$units` (see [`chunks`]), with
+/// `FULL` (all `LANES` lanes valid) decided once per chunk at compile time: the full-vector body
+/// then has no branch (see `simd::load_n`).
+macro_rules! per_chunk {
+    ($units:expr, |$j:ident, $n:ident| $chunk:ident($($arg:expr),* $(,)?)) => {
+        for ($j, $n) in chunks($units) {
+            if $n == LANES {
+                $chunk::<true>($($arg),*);
+            } else {
+                $chunk::<false>($($arg),*);
+            }
+        }
+    };
 }
 
 #[inline(always)]
@@ -52,13 +69,7 @@ pub fn rnn_forward_units(act: Activation, h: &mut [f32], bias: &[f32], units: Ra
         };
         store_n::<FULL>(h, j, n, y);
     }
-    for (j, n) in chunks(units) {
-        if n == LANES {
-            chunk::<true>(act, h, bias, j, n);
-        } else {
-            chunk::<false>(act, h, bias, j, n);
-        }
-    }
+    per_chunk!(units, |j, n| chunk(act, h, bias, j, n));
 }
 
 /// Scalar twin of [`rnn_forward_units`].
@@ -101,13 +112,7 @@ pub fn rnn_backward_units(
         store_n::<FULL>(dh, j, n, d);
         store_n::<FULL>(dpre, j, n, g);
     }
-    for (j, n) in chunks(units) {
-        if n == LANES {
-            chunk::<true>(act, h, dy, dh, dpre, j, n);
-        } else {
-            chunk::<false>(act, h, dy, dh, dpre, j, n);
-        }
-    }
+    per_chunk!(units, |j, n| chunk(act, h, dy, dh, dpre, j, n));
 }
 
 /// Scalar twin of [`rnn_backward_units`].
@@ -259,13 +264,9 @@ pub fn lstm_forward_units(
     rows: usize,
     units: Range<usize>,
 ) {
-    for (j, n) in chunks(units) {
-        if n == LANES {
-            lstm_forward_chunk::<true>(&mut out, bias, c_prev, hidden, rows, j, n);
-        } else {
-            lstm_forward_chunk::<false>(&mut out, bias, c_prev, hidden, rows, j, n);
-        }
-    }
+    per_chunk!(units, |j, n| lstm_forward_chunk(
+        &mut out, bias, c_prev, hidden, rows, j, n
+    ));
 }
 
 /// Scalar twin of [`lstm_forward_units`].
@@ -357,13 +358,7 @@ pub fn lstm_backward_units(
         store_n::<FULL>(dh, j, n, d);
         store_n::<FULL>(dc, j, n, dct * f);
     }
-    for (j, n) in chunks(units) {
-        if n == LANES {
-            chunk::<true>(inputs, &mut out, hidden, j, n);
-        } else {
-            chunk::<false>(inputs, &mut out, hidden, j, n);
-        }
-    }
+    per_chunk!(units, |j, n| chunk(inputs, &mut out, hidden, j, n));
 }
 
 /// Scalar twin of [`lstm_backward_units`].
@@ -392,5 +387,244 @@ pub fn lstm_backward_units_scalar(
         dgates[oo + j] = d * t * o * (1.0 - o);
         dh[j] = d;
         dc[j] = dct * f;
+    }
+}
+
+/// Where one 16-unit chunk of one GRU row lives: block g of the row (`[r | z | n | hn]`) at
+/// `gate + g * hidden`, bias g at `unit + g * hidden`, its states at `state`; all 16 lanes
+/// valid if `FULL`, else `n`.
+#[derive(Clone, Copy)]
+struct GruChunk<const FULL: bool> {
+    gate: usize,
+    unit: usize,
+    state: usize,
+    hidden: usize,
+    n: usize,
+}
+
+impl<const FULL: bool> GruChunk<FULL> {
+    /// The pre-activations of r and z, the input part of n with its bias, and hn.
+    #[inline(always)]
+    fn pre(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
+        let ld = |s: &[f32], at: usize| load_n::<FULL>(s, at, self.n);
+        let g = |k: usize| ld(gates, self.gate + k * self.hidden);
+        let b = |k: usize| ld(bias, self.unit + k * self.hidden);
+        [g(0) + b(0), g(1) + b(1), g(2) + b(2), g(3)]
+    }
+
+    /// r and z from their exponentials `e = [exp(-r_pre), exp(-z_pre)]`, and the argument of
+    /// n's tanh, `W_in x + b_in + r * hn`.
+    #[inline(always)]
+    fn gates(pre: [V; 4], e: [V; 2]) -> (V, V, V) {
+        let (r, z) = (sigmoid_from_exp(e[0]), sigmoid_from_exp(e[1]));
+        (r, z, r.mul_add(pre[3], pre[2]))
+    }
+
+    #[inline(always)]
+    fn put(self, out: &mut GruForwardOut<'_>, h_prev: &[f32], [r, z, n]: [V; 3]) {
+        let hp = load_n::<FULL>(h_prev, self.state, self.n);
+        for (k, a) in [r, z, n].into_iter().enumerate() {
+            store_n::<FULL>(out.gates, self.gate + k * self.hidden, self.n, a);
+        }
+        store_n::<FULL>(out.h, self.state, self.n, z.mul_add(hp - n, n));
+    }
+}
+
+/// What a GRU forward step updates, for `rows` batch rows: row r of `gates` at
+/// `r * 4 * hidden`, of `h` at `r * hidden`.
+pub struct GruForwardOut<'a> {
+    /// In: `[r | z | n | hn]` holding the products `W_ir x + W_hr h` and `W_iz x + W_hz h`, the
+    /// input part `W_in x`, and `hn = W_hn h + b_hn`; out: the activations r, z, n, and hn
+    /// unchanged (backward needs it: b_hn sits inside `r ⊙ (...)`).
+    pub gates: &'a mut [f32],
+    /// Out: the hidden state `h = (1 - z) * n + z * h_prev`, computed as `n + z * (h_prev - n)`.
+    pub h: &'a mut [f32],
+}
+
+/// One 16-unit chunk (`j`, `n` lanes) of `rows` GRU rows, two rows at a time.
+#[inline(always)]
+fn gru_forward_chunk<const FULL: bool>(
+    out: &mut GruForwardOut<'_>,
+    bias: &[f32],
+    h_prev: &[f32],
+    hidden: usize,
+    rows: usize,
+    j: usize,
+    n: usize,
+) {
+    let at = |r: usize| GruChunk::<FULL> {
+        gate: r * 4 * hidden + j,
+        unit: j,
+        state: r * hidden + j,
+        hidden,
+        n,
+    };
+    let mut r = 0;
+    while r + 2 <= rows {
+        let (k0, k1) = (at(r), at(r + 1));
+        let (p0, p1) = (k0.pre(out.gates, bias), k1.pre(out.gates, bias));
+        let e = exp_n([-p0[0], -p0[1], -p1[0], -p1[1]]);
+        let (r0, z0, a0) = GruChunk::<FULL>::gates(p0, [e[0], e[1]]);
+        let (r1, z1, a1) = GruChunk::<FULL>::gates(p1, [e[2], e[3]]);
+        let [t0, t1] = exp_n([tanh_exp_arg(a0), tanh_exp_arg(a1)]);
+        k0.put(out, h_prev, [r0, z0, tanh_from_exp(a0, t0)]);
+        k1.put(out, h_prev, [r1, z1, tanh_from_exp(a1, t1)]);
+        r += 2;
+    }
+    if r < rows {
+        let k0 = at(r);
+        let p0 = k0.pre(out.gates, bias);
+        let [e0, e1] = exp_n([-p0[0], -p0[1]]);
+        let (r0, z0, a0) = GruChunk::<FULL>::gates(p0, [e0, e1]);
+        k0.put(out, h_prev, [r0, z0, tanh_v(a0)]);
+    }
+}
+
+/// GRU forward of one step (PyTorch's definition) for `rows` batch rows (laid out as
+/// [`GruForwardOut`] says) and hidden units `units`.
+///
+/// `bias` is `[b_ir + b_hr | b_iz + b_hz | b_in]` (`[3H]`; b_hn is already in hn); `h_prev` is
+/// laid out as `out.h`. On exit `out.gates` holds `r = σ(.)`, `z = σ(.)`,
+/// `n = tanh(W_in x + b_in + r * hn)` and hn, and `h = n + z * (h_prev - n)` is written. Rows are
+/// processed in pairs, as in [`lstm_forward_units`].
+pub fn gru_forward_units(
+    mut out: GruForwardOut<'_>,
+    bias: &[f32],
+    h_prev: &[f32],
+    hidden: usize,
+    rows: usize,
+    units: Range<usize>,
+) {
+    per_chunk!(units, |j, n| gru_forward_chunk(
+        &mut out, bias, h_prev, hidden, rows, j, n
+    ));
+}
+
+/// Scalar twin of [`gru_forward_units`].
+pub fn gru_forward_units_scalar(
+    out: GruForwardOut<'_>,
+    bias: &[f32],
+    h_prev: &[f32],
+    hidden: usize,
+    rows: usize,
+    units: Range<usize>,
+) {
+    let GruForwardOut { gates, h } = out;
+    let (zo, no, ho) = (hidden, 2 * hidden, 3 * hidden);
+    for row in 0..rows {
+        let g_row = &mut gates[row * 4 * hidden..][..4 * hidden];
+        for j in units.clone() {
+            let r = sigmoid_s(g_row[j] + bias[j]);
+            let z = sigmoid_s(g_row[zo + j] + bias[zo + j]);
+            let n = tanh_s(fmadd(r, g_row[ho + j], g_row[no + j] + bias[no + j]));
+            let at = row * hidden + j;
+            (g_row[j], g_row[zo + j], g_row[no + j]) = (r, z, n);
+            h[at] = fmadd(z, h_prev[at] - n, n);
+        }
+    }
+}
+
+/// What GRU backward of one step of one batch row reads.
+#[derive(Clone, Copy)]
+pub struct GruBackwardIn<'a> {
+    /// `[r | z | n | hn]` of the forward step, `[4H]`.
+    pub gates: &'a [f32],
+    /// The hidden state before the step, h_{t-1}, `[H]`.
+    pub h_prev: &'a [f32],
+    /// The loss gradient of h_t, `[H]`.
+    pub dy: &'a [f32],
+}
+
+/// What GRU backward of one step of one batch row updates.
+pub struct GruBackwardOut<'a> {
+    /// In: the gradient of h_t through h_{t+1}; out: the direct part of the gradient of
+    /// h_{t-1}, `d * z` (the recurrent product adds the rest), `[H]`.
+    pub dh: &'a mut [f32],
+    /// Out: the total gradient of h_t, `d = dy + dh` (for the gradient-flow norm), `[H]`.
+    pub d: &'a mut [f32],
+    /// Out: the recurrent side's gradients `[dr | dz | dhn]` (of the pre-activations of r and
+    /// z, and of `hn = W_hn h + b_hn`), `[3H]`.
+    pub dgates: &'a mut [f32],
+    /// Out: the input side's gradients `[dr | dz | dn]` (of the pre-activations; n's is that of
+    /// `W_in x + b_in`), `[3H]`.
+    pub dgates_ih: &'a mut [f32],
+}
+
+/// GRU backward of one step of one batch row, hidden units `units` (see [`GruBackwardIn`] and
+/// [`GruBackwardOut`]): with `d = dy + dh`, `dn = d (1 - z) (1 - n²)`,
+/// `dz = d (h_prev - n) z (1 - z)`, `dr = dn hn r (1 - r)`, `dhn = dn r`, and `d z` towards
+/// h_{t-1}.
+pub fn gru_backward_units(
+    inputs: GruBackwardIn<'_>,
+    mut out: GruBackwardOut<'_>,
+    hidden: usize,
+    units: Range<usize>,
+) {
+    #[inline(always)]
+    fn chunk<const FULL: bool>(
+        inputs: GruBackwardIn<'_>,
+        out: &mut GruBackwardOut<'_>,
+        hidden: usize,
+        j: usize,
+        n: usize,
+    ) {
+        let GruBackwardIn { gates, h_prev, dy } = inputs;
+        let GruBackwardOut {
+            dh,
+            d: d_out,
+            dgates,
+            dgates_ih,
+        } = out;
+        let (ld, one) = (
+            |s: &[f32], at: usize| load_n::<FULL>(s, at, n),
+            V::splat(1.0),
+        );
+        let (zo, no) = (hidden + j, 2 * hidden + j);
+        let (r, z, nv, hn) = (
+            ld(gates, j),
+            ld(gates, zo),
+            ld(gates, no),
+            ld(gates, 3 * hidden + j),
+        );
+        let d = ld(dy, j) + ld(dh, j);
+        let dn = d * (one - z) * (one - nv * nv);
+        let dz = d * (ld(h_prev, j) - nv) * z * (one - z);
+        let dr = dn * hn * r * (one - r);
+        for (s, v) in [(&mut **dgates, dn * r), (&mut **dgates_ih, dn)] {
+            store_n::<FULL>(s, j, n, dr);
+            store_n::<FULL>(s, zo, n, dz);
+            store_n::<FULL>(s, no, n, v);
+        }
+        store_n::<FULL>(d_out, j, n, d);
+        store_n::<FULL>(dh, j, n, d * z);
+    }
+    per_chunk!(units, |j, n| chunk(inputs, &mut out, hidden, j, n));
+}
+
+/// Scalar twin of [`gru_backward_units`].
+pub fn gru_backward_units_scalar(
+    inputs: GruBackwardIn<'_>,
+    out: GruBackwardOut<'_>,
+    hidden: usize,
+    units: Range<usize>,
+) {
+    let GruBackwardIn { gates, h_prev, dy } = inputs;
+    let GruBackwardOut {
+        dh,
+        d: d_out,
+        dgates,
+        dgates_ih,
+    } = out;
+    let (zo, no, ho) = (hidden, 2 * hidden, 3 * hidden);
+    for j in units {
+        let (r, z, n, hn) = (gates[j], gates[zo + j], gates[no + j], gates[ho + j]);
+        let d = dy[j] + dh[j];
+        let dn = d * (1.0 - z) * (1.0 - n * n);
+        let dz = d * (h_prev[j] - n) * z * (1.0 - z);
+        let dr = dn * hn * r * (1.0 - r);
+        (dgates[j], dgates[zo + j], dgates[no + j]) = (dr, dz, dn * r);
+        (dgates_ih[j], dgates_ih[zo + j], dgates_ih[no + j]) = (dr, dz, dn);
+        d_out[j] = d;
+        dh[j] = d * z;
     }
 }

@@ -69,16 +69,38 @@ pub fn contiguous_spans(n: usize) -> impl Iterator<Item = [ColSpan; NV]> {
     })
 }
 
-/// Panels over the `NV` gates of an LSTM row `[i | f | g | o]`: panel p holds units
-/// `16p..16p+16` of every gate, vector v being gate v.
-pub fn gate_spans(hidden: usize) -> impl Iterator<Item = [ColSpan; NV]> {
-    (0..hidden.div_ceil(LANES)).map(move |p| {
-        let j = p * LANES;
-        std::array::from_fn(|v| ColSpan {
-            start: v * hidden + j,
-            width: LANES.min(hidden - j),
+/// Panels over the gates of one recurrent row whose gate g starts at column `offsets[g]`: the
+/// 16-unit chunks are laid out unit chunk by unit chunk, each with every gate in order (chunk 0
+/// of gate 0, of gate 1, ..., then chunk 1 of every gate, ...), `NV` chunks to a panel, the last
+/// panel padded with empty spans. With four gates (LSTM `[i | f | g | o]`) panel p holds units
+/// `16p..16p+16` of every gate; with one (RNN) it is [`contiguous_spans`]; with three (GRU) the
+/// gates of a unit chunk may straddle two panels, and [`gate_panel_units`] says which units a
+/// panel completes. (A source whose gates sit elsewhere than C's is packed with its own
+/// offsets, then [`PackedB::retarget`]ed.)
+pub fn gate_spans(hidden: usize, offsets: &[usize]) -> impl Iterator<Item = [ColSpan; NV]> + '_ {
+    let g = offsets.len();
+    let chunks = hidden.div_ceil(LANES) * g;
+    (0..chunks.div_ceil(NV)).map(move |p| {
+        std::array::from_fn(|v| {
+            let c = p * NV + v;
+            if c >= chunks {
+                return ColSpan::default();
+            }
+            let j = c / g * LANES;
+            ColSpan {
+                start: offsets[c % g] + j,
+                width: LANES.min(hidden - j),
+            }
         })
     })
+}
+
+/// The hidden units every one of whose `gates` gates is complete once panels `0..=p` of
+/// [`gate_spans`] are: the units that an epilogue run after panel p (see [`packed_product`])
+/// can apply the gate math to. Over all panels the ranges partition `0..hidden`.
+pub fn gate_panel_units(p: usize, gates: usize, hidden: usize) -> std::ops::Range<usize> {
+    let done = |panels: usize| (panels * NV / gates * LANES).min(hidden);
+    done(p)..done(p + 1)
 }
 
 impl PackedB {
@@ -140,6 +162,25 @@ impl PackedB {
                 }
             }
         });
+    }
+
+    /// Makes the packed columns land on other columns of C: `spans` replaces, panel by panel
+    /// and vector by vector, the spans the matrix was packed (read) with, whose widths it must
+    /// repeat. The GRU's recurrent product reads gate row `2H + j` of W_hh (n) and writes column
+    /// `3H + j` of its stored row (hn, apart from `W_in x` at `2H + j`). Allocates nothing.
+    ///
+    /// # Panics
+    /// If `spans` has another number of panels or another width anywhere.
+    pub fn retarget(&mut self, spans: impl IntoIterator<Item = [ColSpan; NV]>) {
+        let mut panels = 0;
+        for (old, new) in self.spans.iter_mut().zip(spans) {
+            for (o, n) in old.iter_mut().zip(new) {
+                assert_eq!(o.width, n.width, "retarget: a span changes width");
+                *o = n;
+            }
+            panels += 1;
+        }
+        assert_eq!(panels, self.spans.len(), "retarget: too few panels");
     }
 
     /// Number of panels.
@@ -244,7 +285,9 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
 /// [`k_block`].
 ///
 /// The loop order is K block, panel, row tile; after the last K block of a tile,
-/// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot.
+/// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot. By
+/// then every earlier panel of those rows is complete too, which is what lets a gate whose
+/// chunks straddle two panels (GRU, [`gate_panel_units`]) be finished after the second.
 /// `accumulate = false` overwrites C.
 pub fn packed_product(
     rows: usize,

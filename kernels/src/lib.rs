@@ -1,10 +1,10 @@
 //! gradlab-kernels: the compute of gradlab, on slices, with no I/O.
 //!
 //! - [`simd`]: `exp`, `tanh`, `sigmoid`, `axpy`, `scale`, `dot` on `f32x16`, each with a scalar twin;
-//! - [`gates`]: the element-wise RNN/LSTM gate math of one step, forward and backward;
+//! - [`gates`]: the element-wise RNN/LSTM/GRU gate math of one step, forward and backward;
 //! - [`norm`]: overflow-safe global L2 norm, clipping by global norm and by value;
 //! - [`gemm`]: `matrixmultiply` for large products and a packed microkernel for the recurrent one;
-//! - [`rnn`]: multi-layer vanilla RNN and LSTM forward and backward (BPTT, truncated or full),
+//! - [`rnn`]: multi-layer vanilla RNN, LSTM and GRU forward and backward (BPTT, truncated or full),
 //!   with gradient-flow capture;
 //! - [`bench`]: the benchmark shapes of DESIGN.md and ready-to-time cases;
 //! - [`rng`]: SplitMix64, the seeded generator of benchmark, test and task data;

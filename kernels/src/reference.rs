@@ -1,4 +1,4 @@
-//! The scalar reference: RNN/LSTM forward and backward written from the definitions, one
+//! The scalar reference: RNN/LSTM/GRU forward and backward written from the definitions, one
 //! element at a time, generic over the float type.
 //!
 //! At f64 it is the oracle of the tests (itself checked against central finite differences); at
@@ -71,7 +71,8 @@ pub struct Trace<R> {
     hs: Vec<Vec<R>>,
     /// Per layer, LSTM only, `[(T+1)][B][H]`.
     cs: Vec<Vec<R>>,
-    /// Per layer, LSTM only, activated gates `[T][B][4H]`.
+    /// Per layer, activated gates `[T][B][4H]`: LSTM `[i | f | g | o]`, GRU `[r | z | n | hn]`
+    /// (`hn = W_hn h + b_hn`); empty for an RNN.
     gates: Vec<Vec<R>>,
 }
 
@@ -84,7 +85,7 @@ impl<R: Real> Trace<R> {
     pub fn h_n(&self, l: usize) -> &[R] {
         &self.hs[l][self.t * self.b * self.hidden..]
     }
-    /// Final cell state of layer `l` (empty for an RNN).
+    /// Final cell state of layer `l` (empty but for an LSTM).
     pub fn c_n(&self, l: usize) -> &[R] {
         self.cs[l]
             .get(self.t * self.b * self.hidden..)
@@ -129,43 +130,55 @@ pub fn forward<R: Real>(
         let init = |s: Option<&[R]>| s.map_or(vec![R::ZERO; bh], |s| s[l * bh..][..bh].to_vec());
         let mut hs = init(h0);
         hs.resize((t + 1) * bh, R::ZERO);
-        let lstm = shape.cell == Cell::Lstm;
+        let lstm = shape.cell.has_cell_state();
         let mut cs = if lstm { init(c0) } else { vec![] };
         cs.resize(if lstm { (t + 1) * bh } else { 0 }, R::ZERO);
-        let mut gates = vec![R::ZERO; if lstm { t * b * gh } else { 0 }];
-        let mut pre = vec![R::ZERO; gh];
+        let sg = shape.cell.stored_gates(h);
+        let mut gates = vec![R::ZERO; t * b * sg];
+        // The input side `W_ih x + b_ih` and the recurrent side `W_hh h + b_hh`, kept apart for
+        // the GRU's n gate.
+        let (mut pre_x, mut pre_h) = (vec![R::ZERO; gh], vec![R::ZERO; gh]);
         for step in 0..t {
             for bb in 0..b {
                 let xr = &input[(step * b + bb) * i..][..i];
                 let hr = hs[(step * b + bb) * h..][..h].to_vec();
-                for (n, p) in pre.iter_mut().enumerate() {
-                    *p = b_ih[n] + b_hh[n];
+                for n in 0..gh {
+                    pre_x[n] = b_ih[n];
                     for k in 0..i {
-                        *p += w_ih[n * i + k] * xr[k];
+                        pre_x[n] += w_ih[n * i + k] * xr[k];
                     }
+                    pre_h[n] = b_hh[n];
                     for k in 0..h {
-                        *p += w_hh[n * h + k] * hr[k];
+                        pre_h[n] += w_hh[n * h + k] * hr[k];
                     }
                 }
+                let pre = |n: usize| pre_x[n] + pre_h[n];
                 let out = ((step + 1) * b + bb) * h;
+                let gr = &mut gates[(step * b + bb) * sg..][..sg];
                 for j in 0..h {
                     hs[out + j] = match shape.cell {
-                        Cell::Rnn(Activation::Tanh) => pre[j].tanh(),
+                        Cell::Rnn(Activation::Tanh) => pre(j).tanh(),
                         Cell::Rnn(Activation::Relu) => {
-                            if pre[j] > R::ZERO {
-                                pre[j]
+                            if pre(j) > R::ZERO {
+                                pre(j)
                             } else {
                                 R::ZERO
                             }
                         }
                         Cell::Lstm => {
-                            let (ig, fg) = (sigmoid(pre[j]), sigmoid(pre[h + j]));
-                            let (gg, og) = (pre[2 * h + j].tanh(), sigmoid(pre[3 * h + j]));
+                            let (ig, fg) = (sigmoid(pre(j)), sigmoid(pre(h + j)));
+                            let (gg, og) = (pre(2 * h + j).tanh(), sigmoid(pre(3 * h + j)));
                             let c = fg * cs[(step * b + bb) * h + j] + ig * gg;
                             cs[out + j] = c;
-                            let gr = &mut gates[(step * b + bb) * gh..];
                             (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]) = (ig, fg, gg, og);
                             og * c.tanh()
+                        }
+                        Cell::Gru => {
+                            let (r, z) = (sigmoid(pre(j)), sigmoid(pre(h + j)));
+                            let hn = pre_h[2 * h + j];
+                            let n = (pre_x[2 * h + j] + r * hn).tanh();
+                            (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]) = (r, z, n, hn);
+                            (R::ONE - z) * n + z * hr[j]
                         }
                     };
                 }
@@ -200,7 +213,8 @@ pub fn backward<R: Real>(
     let OutputGrads { dy, dh_n, dc_n } = loss;
     let (t, b, h) = (trace.t, trace.b, shape.hidden);
     let (gh, bh, nl) = (shape.cell.gates() * h, b * h, shape.layers);
-    let lstm = shape.cell == Cell::Lstm;
+    let lstm = shape.cell.has_cell_state();
+    let sg = shape.cell.stored_gates(h);
     let t0 = t - steps.min(t);
     let mut g = RefGrads {
         params: vec![R::ZERO; params.len()],
@@ -220,54 +234,73 @@ pub fn backward<R: Real>(
         let mut dh = init(dh_n);
         let mut dc = if lstm { init(dc_n) } else { vec![] };
         let mut dx = vec![R::ZERO; t * b * i];
-        let mut dpre = vec![R::ZERO; gh];
+        // Gradients of the input side's and of the recurrent side's pre-activations (the same
+        // but for a GRU's n gate), and the part of dh_{t-1} that bypasses W_hh (GRU: d z).
+        let (mut dpre_x, mut dpre_h) = (vec![R::ZERO; gh], vec![R::ZERO; gh]);
+        let mut dh_direct = vec![R::ZERO; h];
         for step in (t0..t).rev() {
             let mut flow_sq = R::ZERO;
             for bb in 0..b {
                 let at = step * b + bb;
+                let gr = &gates[at * sg..][..sg];
                 for j in 0..h {
                     let d = dy_l[at * h + j] + dh[bb * h + j];
                     flow_sq += d * d;
                     match shape.cell {
                         Cell::Rnn(act) => {
                             let hv = hs[(at + b) * h + j];
-                            dpre[j] = match act {
+                            dpre_h[j] = match act {
                                 Activation::Tanh => d * (R::ONE - hv * hv),
                                 Activation::Relu if hv > R::ZERO => d,
                                 Activation::Relu => R::ZERO,
                             };
                         }
                         Cell::Lstm => {
-                            let gr = &gates[at * gh..];
                             let (ig, fg, gg, og) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
                             let tc = cs[(at + b) * h + j].tanh();
                             let dct = dc[bb * h + j] + d * og * (R::ONE - tc * tc);
-                            dpre[j] = dct * gg * ig * (R::ONE - ig);
-                            dpre[h + j] = dct * cs[at * h + j] * fg * (R::ONE - fg);
-                            dpre[2 * h + j] = dct * ig * (R::ONE - gg * gg);
-                            dpre[3 * h + j] = d * tc * og * (R::ONE - og);
+                            dpre_h[j] = dct * gg * ig * (R::ONE - ig);
+                            dpre_h[h + j] = dct * cs[at * h + j] * fg * (R::ONE - fg);
+                            dpre_h[2 * h + j] = dct * ig * (R::ONE - gg * gg);
+                            dpre_h[3 * h + j] = d * tc * og * (R::ONE - og);
                             dc[bb * h + j] = dct * fg;
+                        }
+                        Cell::Gru => {
+                            let (rg, zg, ng, hn) = (gr[j], gr[h + j], gr[2 * h + j], gr[3 * h + j]);
+                            let dn = d * (R::ONE - zg) * (R::ONE - ng * ng);
+                            dpre_h[j] = dn * hn * rg * (R::ONE - rg);
+                            dpre_h[h + j] = d * (hs[at * h + j] - ng) * zg * (R::ONE - zg);
+                            dpre_h[2 * h + j] = dn * rg;
+                            dpre_x[2 * h + j] = dn;
+                            dh_direct[j] = d * zg;
                         }
                     }
                 }
+                if shape.cell != Cell::Gru {
+                    dpre_x.copy_from_slice(&dpre_h);
+                } else {
+                    dpre_x[..2 * h].copy_from_slice(&dpre_h[..2 * h]);
+                }
                 let (xr, hr) = (&input[at * i..][..i], &hs[at * h..][..h]);
-                for (n, &dp) in dpre.iter().enumerate() {
+                for n in 0..gh {
+                    let (dx_n, dh_n) = (dpre_x[n], dpre_h[n]);
                     for k in 0..i {
-                        g.params[r.w_ih.start + n * i + k] += dp * xr[k];
-                        dx[at * i + k] += dp * w_ih[n * i + k];
+                        g.params[r.w_ih.start + n * i + k] += dx_n * xr[k];
+                        dx[at * i + k] += dx_n * w_ih[n * i + k];
                     }
                     for (gw, &hk) in g.params[r.w_hh.start + n * h..][..h].iter_mut().zip(hr) {
-                        *gw += dp * hk;
+                        *gw += dh_n * hk;
                     }
-                    g.params[r.b_ih.start + n] += dp;
-                    g.params[r.b_hh.start + n] += dp;
+                    g.params[r.b_ih.start + n] += dx_n;
+                    g.params[r.b_hh.start + n] += dh_n;
                 }
                 for k in 0..h {
-                    dh[bb * h + k] = dpre
-                        .iter()
-                        .enumerate()
-                        .map(|(n, &dp)| dp * w_hh[n * h + k])
-                        .sum();
+                    dh[bb * h + k] = dh_direct[k]
+                        + dpre_h
+                            .iter()
+                            .enumerate()
+                            .map(|(n, &dp)| dp * w_hh[n * h + k])
+                            .sum::<R>();
                 }
             }
             g.flow[l * t + step] = flow_sq.sqrt();

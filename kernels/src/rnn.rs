@@ -1,9 +1,15 @@
-//! Multi-layer vanilla RNN and LSTM: forward over a sequence, backward (BPTT) over a window.
+//! Multi-layer vanilla RNN, LSTM and GRU: forward over a sequence, backward (BPTT) over a window.
 //!
 //! Shapes are time-major as in PyTorch: input `[T][B][I]`, states `[L][B][H]`, output
 //! `[T][B][H]`; parameters are one flat vector holding, per layer, `weight_ih_l{k}` `(G·H, I)`,
 //! `weight_hh_l{k}` `(G·H, H)`, `bias_ih_l{k}`, `bias_hh_l{k}` (G = 4 for LSTM, gates i,f,g,o;
-//! G = 1 for RNN), in PyTorch's `named_parameters()` order, so weights move unchanged.
+//! G = 3 for GRU, gates r,z,n; G = 1 for RNN), in PyTorch's `named_parameters()` order, so
+//! weights move unchanged.
+//!
+//! The GRU keeps `hn = W_hn h + b_hn` apart from the input side's `W_in x` (b_hn sits inside
+//! `r ⊙ (W_hn h + b_hn)`): its gate rows are `[r | z | n | hn]`, the recurrent product adds to
+//! r and z and writes hn, and backward has two gradient rows, `[dr | dz | dhn]` for W_hh and
+//! b_hh and `[dr | dz | dn]` for W_ih, b_ih and dX.
 //!
 //! Per layer, what batches across time is one large GEMM (the input projection for all T steps;
 //! dX, dW_ih, dW_hh over all T·B columns). Only the recurrent product stays sequential; it runs on
@@ -14,9 +20,13 @@
 
 use std::ops::Range;
 
-use crate::gates::{self, Activation, LstmBackwardIn, LstmBackwardOut, LstmForwardOut};
+use crate::gates::{
+    self, Activation, GruBackwardIn, GruBackwardOut, GruForwardOut, LstmBackwardIn,
+    LstmBackwardOut, LstmForwardOut,
+};
 use crate::gemm::{
-    contiguous_spans, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut, PackedB, NR,
+    contiguous_spans, gate_panel_units, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat,
+    MatMut, PackedB,
 };
 use crate::norm::sum_squares;
 use crate::par::{split_range, Par, SyncPtr};
@@ -29,6 +39,9 @@ pub enum Cell {
     Rnn(Activation),
     /// PyTorch's LSTM, gates i, f, g, o.
     Lstm,
+    /// PyTorch's GRU, gates r, z, n: `n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))`,
+    /// `h' = (1 − z) ⊙ n + z ⊙ h`.
+    Gru,
 }
 
 impl Cell {
@@ -36,7 +49,22 @@ impl Cell {
     pub fn gates(self) -> usize {
         match self {
             Cell::Rnn(_) => 1,
+            Cell::Gru => 3,
             Cell::Lstm => 4,
+        }
+    }
+
+    /// Whether the cell carries a cell state c beside h (LSTM only).
+    pub fn has_cell_state(self) -> bool {
+        self == Cell::Lstm
+    }
+
+    /// Width of the gate row a forward stores per step and batch row: `[i | f | g | o]` for an
+    /// LSTM, `[r | z | n | hn]` for a GRU (see [`Workspace::gates`]); none for an RNN.
+    pub fn stored_gates(self, hidden: usize) -> usize {
+        match self {
+            Cell::Rnn(_) => 0,
+            Cell::Gru | Cell::Lstm => 4 * hidden,
         }
     }
 }
@@ -125,7 +153,8 @@ impl StackShape {
         3.0 * self.forward_flops(t, b)
     }
 
-    /// FLOPs of a forward pass over `t` steps of batch `b`: 2·T·B·G·H·(I+H) per layer.
+    /// FLOPs of a forward pass over `t` steps of batch `b`: 2·T·B·G·H·(I+H) per layer, the
+    /// matrix products only (the element-wise gate math, O(T·B·H), is not counted for any cell).
     pub fn forward_flops(&self, t: usize, b: usize) -> f64 {
         let gh = (self.cell.gates() * self.hidden) as f64;
         (0..self.layers)
@@ -138,7 +167,8 @@ impl StackShape {
 /// for the current T and B (see [`LayerWs::resize`]).
 #[derive(Clone, Debug, Default)]
 struct LayerWs {
-    /// LSTM gates `[T][B][4H]`: pre-activations, then activations. Empty for RNN (see `hs`).
+    /// Gates `[T][B][4H]`: pre-activations, then activations (LSTM `[i | f | g | o]`, GRU
+    /// `[r | z | n | hn]`). Empty for RNN (see `hs`).
     gates: Vec<f32>,
     /// `[(T+1)][B][H]`: slot 0 is h0, slot t+1 is h_t (for an RNN, pre-activation first).
     hs: Vec<f32>,
@@ -146,14 +176,21 @@ struct LayerWs {
     cs: Vec<f32>,
     /// LSTM `tanh(c_t)`, `[T][B][H]`.
     tcs: Vec<f32>,
-    /// `b_ih + b_hh`, `[G·H]`.
+    /// `b_ih + b_hh`, `[G·H]` (GRU: `[b_ir + b_hr | b_iz + b_hz | b_in]`).
     bias: Vec<f32>,
-    /// Pre-activation gradients `[T][B][G·H]`.
+    /// Pre-activation gradients `[T][B][G·H]` (GRU: of the recurrent side, `[dr | dz | dhn]`).
     dgates: Vec<f32>,
-    /// Bias gradient per batch row, summed over the window, `[B][G·H]`.
+    /// GRU only: the input side's `[dr | dz | dn]`, `[T][B][3H]`.
+    dgates_ih: Vec<f32>,
+    /// Gradient of b_hh (= that of b_ih but for a GRU) per batch row, summed over the window,
+    /// `[B][G·H]`.
     db_rows: Vec<f32>,
+    /// GRU only: the same for b_ih, `[B][3H]`.
+    db_ih_rows: Vec<f32>,
     /// Gradient of h_t, then of h_{t-1} (`[B][H]`).
     dh: Vec<f32>,
+    /// GRU only: the total gradient of h_t at the current step, for the flow (`[B][H]`).
+    d: Vec<f32>,
     /// LSTM gradient of c_t, then of c_{t-1} (`[B][H]`).
     dc: Vec<f32>,
     /// ‖∂L/∂h_t‖² per step and batch row, `[T][B]`.
@@ -177,14 +214,18 @@ impl LayerWs {
     /// allocation in the same way.
     fn resize(&mut self, shape: StackShape, l: usize, t: usize, b: usize) {
         let (h, gh) = (shape.hidden, shape.cell.gates() * shape.hidden);
-        let lstm_only = |n: usize| if shape.cell == Cell::Lstm { n } else { 0 };
-        set_len(&mut self.gates, lstm_only(t * b * gh));
+        let lstm_only = |n: usize| if shape.cell.has_cell_state() { n } else { 0 };
+        let gru_only = |n: usize| if shape.cell == Cell::Gru { n } else { 0 };
+        set_len(&mut self.gates, t * b * shape.cell.stored_gates(h));
         set_len(&mut self.hs, (t + 1) * b * h);
         set_len(&mut self.cs, lstm_only((t + 1) * b * h));
         set_len(&mut self.tcs, lstm_only(t * b * h));
         set_len(&mut self.dgates, t * b * gh);
+        set_len(&mut self.dgates_ih, gru_only(t * b * gh));
         set_len(&mut self.db_rows, b * gh);
+        set_len(&mut self.db_ih_rows, gru_only(b * gh));
         set_len(&mut self.dh, b * h);
+        set_len(&mut self.d, gru_only(b * h));
         set_len(&mut self.dc, lstm_only(b * h));
         set_len(&mut self.flow_rows, t * b);
         set_len(&mut self.dx, if l > 0 { t * b * h } else { 0 });
@@ -271,7 +312,7 @@ impl Workspace {
         self.h_at(l, self.t)
     }
 
-    /// Final cell state of layer `l`, `[B][H]` (empty for an RNN).
+    /// Final cell state of layer `l`, `[B][H]` (empty but for an LSTM).
     pub fn c_n(&self, l: usize) -> &[f32] {
         self.c_at(l, self.t)
     }
@@ -286,16 +327,17 @@ impl Workspace {
         &self.layers[l].hs[s * bh..(s + 1) * bh]
     }
 
-    /// Cell state of layer `l` after `s` steps, `[B][H]` (empty for an RNN).
+    /// Cell state of layer `l` after `s` steps, `[B][H]` (empty but for an LSTM).
     ///
     /// # Panics
     /// If `s > T`.
     pub fn c_at(&self, l: usize, s: usize) -> &[f32] {
         self.check_step(s);
         let bh = self.b * self.shape.hidden;
-        match self.shape.cell {
-            Cell::Lstm => &self.layers[l].cs[s * bh..(s + 1) * bh],
-            Cell::Rnn(_) => &[],
+        if self.shape.cell.has_cell_state() {
+            &self.layers[l].cs[s * bh..(s + 1) * bh]
+        } else {
+            &[]
         }
     }
 
@@ -307,10 +349,10 @@ impl Workspace {
         );
     }
 
-    /// Every layer's state after `s` steps, `[L][B][H]` each (`c` empty for an RNN).
+    /// Every layer's state after `s` steps, `[L][B][H]` each (`c` empty but for an LSTM).
     pub fn state(&self, s: usize) -> (Vec<f32>, Vec<f32>) {
         let lbh = self.shape.layers * self.b * self.shape.hidden;
-        let lstm = self.shape.cell == Cell::Lstm;
+        let lstm = self.shape.cell.has_cell_state();
         let c_len = if lstm { lbh } else { 0 };
         let (mut h, mut c) = (vec![0.0; lbh], vec![0.0; c_len]);
         self.state_into(s, &mut h, &mut c);
@@ -318,18 +360,18 @@ impl Workspace {
     }
 
     /// Copies every layer's state after `s` steps into `h` and `c`, `[L][B][H]` each (`c` empty
-    /// for an RNN): [`Workspace::state`] without allocating.
+    /// but for an LSTM): [`Workspace::state`] without allocating.
     ///
     /// # Panics
     /// If `s > T` or a buffer has another length.
     pub fn state_into(&self, s: usize, h: &mut [f32], c: &mut [f32]) {
         let (bh, layers) = (self.b * self.shape.hidden, self.shape.layers);
-        let lstm = self.shape.cell == Cell::Lstm;
+        let lstm = self.shape.cell.has_cell_state();
         assert_eq!(h.len(), layers * bh, "state_into: h must be [L][B][H]");
         assert_eq!(
             c.len(),
             if lstm { layers * bh } else { 0 },
-            "state_into: c must be [L][B][H] for an LSTM, empty for an RNN"
+            "state_into: c must be [L][B][H] for an LSTM, empty for an RNN or a GRU"
         );
         for l in 0..layers {
             h[l * bh..][..bh].copy_from_slice(self.h_at(l, s));
@@ -339,12 +381,11 @@ impl Workspace {
         }
     }
 
-    /// LSTM gate activations of layer `l` in the last forward, `[T][B][4H]` (empty for an RNN).
+    /// Gate activations of layer `l` in the last forward, `[T][B][4H]`: LSTM `[i | f | g | o]`,
+    /// GRU `[r | z | n | hn]` with `hn = W_hn h + b_hn` (empty for an RNN). In both, block 1
+    /// is the gate that keeps the previous state (f, z).
     pub fn gates(&self, l: usize) -> &[f32] {
-        let n = match self.shape.cell {
-            Cell::Lstm => self.t * self.b * 4 * self.shape.hidden,
-            Cell::Rnn(_) => 0,
-        };
+        let n = self.t * self.b * self.shape.cell.stored_gates(self.shape.hidden);
         &self.layers[l].gates[..n]
     }
 }
@@ -358,7 +399,7 @@ pub struct Grads<'a> {
     pub dx: &'a mut [f32],
     /// `[L][B][H]`; zero when the window does not reach step 0.
     pub dh0: &'a mut [f32],
-    /// `[L][B][H]` for LSTM, empty for RNN.
+    /// `[L][B][H]` for LSTM, empty for RNN and GRU.
     pub dc0: &'a mut [f32],
     /// ‖∂L/∂h_t‖ per layer and step, `[L][T]` (layer-major); zero before the window.
     pub flow: &'a mut [f32],
@@ -415,8 +456,8 @@ pub fn forward(
     check_state("forward: h0", h0, shape.layers * bh);
     check_state("forward: c0", c0, shape.layers * bh);
     assert!(
-        c0.is_none() || shape.cell == Cell::Lstm,
-        "forward: c0 given to an RNN"
+        c0.is_none() || shape.cell.has_cell_state(),
+        "forward: c0 given to a cell without one (only an LSTM has c)"
     );
     for l in 0..shape.layers {
         let (below, rest) = ws.layers.split_at_mut(l);
@@ -484,34 +525,64 @@ fn layer_forward(
     let (w_ih, w_hh) = (&params[r.w_ih], &params[r.w_hh]);
     let (b_ih, b_hh) = (&params[r.b_ih], &params[r.b_hh]);
     copy_or_zero(&mut lw.hs[..bh], h0);
-    if shape.cell == Cell::Lstm {
+    if shape.cell.has_cell_state() {
         copy_or_zero(&mut lw.cs[..bh], c0);
     }
 
-    // The input projection of all T steps as one GEMM; the biases are added with the gate math.
-    let pre: &mut [f32] = match shape.cell {
-        Cell::Lstm => &mut lw.gates,
-        Cell::Rnn(_) => &mut lw.hs[bh..],
+    // The input projection of all T steps as one GEMM; the biases are added with the gate math
+    // (a GRU's b_hn is where its recurrent product starts, see below).
+    let (pre, ld): (&mut [f32], usize) = match shape.cell {
+        Cell::Lstm | Cell::Gru => (&mut lw.gates, shape.cell.stored_gates(h)),
+        Cell::Rnn(_) => (&mut lw.hs[bh..], h),
     };
     lw.packed_ih
         .pack(i, contiguous_spans(gh), Mat::transposed(w_ih, i), par);
-    let pre = MatMut::rows(pre, gh);
-    gemm(t * b, Mat::rows(x, i), &lw.packed_ih, pre, false, par);
+    gemm(
+        t * b,
+        Mat::rows(x, i),
+        &lw.packed_ih,
+        MatMut::rows(pre, ld),
+        false,
+        par,
+    );
     lw.bias.clear();
-    lw.bias.extend(b_ih.iter().zip(b_hh).map(|(p, q)| p + q));
-
-    // W_hhᵀ packed once for all steps; an LSTM panel holds the four gates of 16 units.
     match shape.cell {
-        Cell::Lstm => lw
-            .packed_fwd
-            .pack(h, gate_spans(h), Mat::transposed(w_hh, h), par),
-        Cell::Rnn(_) => lw
-            .packed_fwd
-            .pack(h, contiguous_spans(h), Mat::transposed(w_hh, h), par),
+        // [b_ir + b_hr | b_iz + b_hz | b_in]
+        Cell::Gru => lw
+            .bias
+            .extend(
+                b_ih.iter()
+                    .zip(b_hh)
+                    .enumerate()
+                    .map(|(k, (p, q))| if k < 2 * h { p + q } else { *p }),
+            ),
+        _ => lw.bias.extend(b_ih.iter().zip(b_hh).map(|(p, q)| p + q)),
+    }
+    let b_hn: &[f32] = if shape.cell == Cell::Gru {
+        &b_hh[2 * h..]
+    } else {
+        &[]
+    };
+
+    // W_hhᵀ packed once for all steps, each panel's columns landing on their gates' columns of
+    // the stored row (an LSTM panel holds the four gates of 16 units; see `gate_spans`).
+    let g = shape.cell.gates();
+    let rows_of_w_hh = [0, h, 2 * h, 3 * h];
+    lw.packed_fwd.pack(
+        h,
+        gate_spans(h, &rows_of_w_hh[..g]),
+        Mat::transposed(w_hh, h),
+        par,
+    );
+    if shape.cell == Cell::Gru {
+        // n's product goes to hn, apart from W_in x.
+        lw.packed_fwd.retarget(gate_spans(h, &[0, h, 3 * h]));
     }
     let (packed, bias) = (&lw.packed_fwd, &lw.bias[..]);
     let (hs, cs) = (SyncPtr(lw.hs.as_mut_ptr()), SyncPtr(lw.cs.as_mut_ptr()));
     let (tcs, gates) = (SyncPtr(lw.tcs.as_mut_ptr()), SyncPtr(lw.gates.as_mut_ptr()));
+    let (sg, gru) = (shape.cell.stored_gates(h), shape.cell == Cell::Gru);
+    let hc = if shape.cell.has_cell_state() { h } else { 0 };
     let ns = shards(par, b);
     par.for_each_task(ns, |s| {
         let rows = split_range(b, ns, s);
@@ -525,31 +596,44 @@ fn layer_forward(
                 )
             };
             match shape.cell {
-                Cell::Lstm => {
-                    // SAFETY: as above.
+                Cell::Lstm | Cell::Gru => {
+                    // SAFETY: as above; a width of 0 (a GRU has no c) gives empty slices.
                     let (c_prev, c_new, tc, g) = unsafe {
                         (
-                            rows_mut(cs, b, h, step, &rows) as &[f32],
-                            rows_mut(cs, b, h, step + 1, &rows),
-                            rows_mut(tcs, b, h, step, &rows),
-                            rows_mut(gates, b, gh, step, &rows),
+                            rows_mut(cs, b, hc, step, &rows) as &[f32],
+                            rows_mut(cs, b, hc, step + 1, &rows),
+                            rows_mut(tcs, b, hc, step, &rows),
+                            rows_mut(gates, b, sg, step, &rows),
                         )
                     };
+                    if gru {
+                        // The recurrent product adds W_hn h to b_hn: hn as backward needs it.
+                        for row in g.chunks_exact_mut(sg) {
+                            row[3 * h..].copy_from_slice(b_hn);
+                        }
+                    }
                     packed_product(
                         rows.len(),
                         Mat::rows(a, h),
                         packed,
-                        MatMut::rows(g, gh),
+                        MatMut::rows(g, sg),
                         true,
                         |g, p, r0, mr| {
-                            let units = p * LANES..((p + 1) * LANES).min(h);
-                            let out = LstmForwardOut {
-                                gates: &mut g[r0 * gh..],
-                                c: &mut c_new[r0 * h..],
-                                tc: &mut tc[r0 * h..],
-                                h: &mut h_new[r0 * h..],
-                            };
-                            gates::lstm_forward_units(out, bias, &c_prev[r0 * h..], h, mr, units);
+                            let (g, h_out) = (&mut g[r0 * sg..], &mut h_new[r0 * h..]);
+                            let units = gate_panel_units(p, shape.cell.gates(), h);
+                            if gru {
+                                let out = GruForwardOut { gates: g, h: h_out };
+                                gates::gru_forward_units(out, bias, &a[r0 * h..], h, mr, units);
+                            } else {
+                                let out = LstmForwardOut {
+                                    gates: g,
+                                    c: &mut c_new[r0 * h..],
+                                    tc: &mut tc[r0 * h..],
+                                    h: h_out,
+                                };
+                                let c_prev = &c_prev[r0 * h..];
+                                gates::lstm_forward_units(out, bias, c_prev, h, mr, units);
+                            }
                         },
                     );
                 }
@@ -561,7 +645,7 @@ fn layer_forward(
                         MatMut::rows(h_new, h),
                         true,
                         |c, p, r0, mr| {
-                            let units = p * NR..((p + 1) * NR).min(h);
+                            let units = gate_panel_units(p, 1, h);
                             for r in r0..r0 + mr {
                                 gates::rnn_forward_units(
                                     act,
@@ -595,7 +679,7 @@ pub fn backward(
     let OutputGrads { dy, dh_n, dc_n } = loss;
     let (shape, t, b) = (ws.shape, ws.t, ws.b);
     let (bh, l_n) = (b * shape.hidden, shape.layers);
-    let lstm = shape.cell == Cell::Lstm;
+    let lstm = shape.cell.has_cell_state();
     assert_eq!(
         params.len(),
         shape.num_params(),
@@ -609,7 +693,10 @@ pub fn backward(
     assert_eq!(dy.len(), t * bh, "backward: dy must be [T][B][H]");
     check_state("backward: dh_n", dh_n, l_n * bh);
     check_state("backward: dc_n", dc_n, l_n * bh);
-    assert!(dc_n.is_none() || lstm, "backward: dc_n given to an RNN");
+    assert!(
+        dc_n.is_none() || lstm,
+        "backward: dc_n given to a cell without c (only an LSTM has one)"
+    );
     assert_eq!(
         out.params.len(),
         shape.num_params(),
@@ -623,7 +710,7 @@ pub fn backward(
     assert_eq!(
         out.dc0.len(),
         if lstm { l_n * bh } else { 0 },
-        "backward: dc0 is [L][B][H] for LSTM, empty for RNN"
+        "backward: dc0 is [L][B][H] for LSTM, empty for RNN and GRU"
     );
     assert_eq!(out.flow.len(), l_n * t, "backward: flow must be [L][T]");
     let t0 = t - steps.min(t);
@@ -706,8 +793,8 @@ fn layer_backward(
         flow,
     } = out;
     let (h, i) = (shape.hidden, shape.layer_input(l));
-    let (gh, bh) = (shape.cell.gates() * h, b * h);
-    let lstm = shape.cell == Cell::Lstm;
+    let (gh, bh, sg) = (shape.cell.gates() * h, b * h, shape.cell.stored_gates(h));
+    let (lstm, gru) = (shape.cell.has_cell_state(), shape.cell == Cell::Gru);
     let r = shape.layer_ranges(l);
     let (w_ih, w_hh) = (&params[r.w_ih], &params[r.w_hh]);
     copy_or_zero(&mut lw.dh, dh_n);
@@ -725,12 +812,20 @@ fn layer_backward(
         SyncPtr(lw.flow_rows.as_mut_ptr()),
     );
     let dbp = SyncPtr(lw.db_rows.as_mut_ptr());
+    // GRU only (a width of 0 makes them empty for the other cells).
+    let (gru_h, gru_gh) = if gru { (h, gh) } else { (0, 0) };
+    let (dtp, dgip, dbip) = (
+        SyncPtr(lw.d.as_mut_ptr()),
+        SyncPtr(lw.dgates_ih.as_mut_ptr()),
+        SyncPtr(lw.db_ih_rows.as_mut_ptr()),
+    );
     let (gates, hs, cs, tcs) = (&lw.gates, &lw.hs, &lw.cs, &lw.tcs);
     let ns = shards(par, b);
     par.for_each_task(ns, |s| {
         let rows = split_range(b, ns, s);
-        // SAFETY: each task owns batch rows `rows` of dh, dc, db_rows, dgates and flow_rows.
-        let (dh, dc, db) = unsafe {
+        // SAFETY: each task owns batch rows `rows` of dh, dc, d, db_rows, db_ih_rows, dgates,
+        // dgates_ih and flow_rows; a width of 0 gives an empty slice of an empty buffer.
+        let (dh, dc, db, dtot, dbi) = unsafe {
             let dc = if lstm {
                 rows_mut(dcp, b, h, 0, &rows)
             } else {
@@ -740,14 +835,18 @@ fn layer_backward(
                 rows_mut(dhp, b, h, 0, &rows),
                 dc,
                 rows_mut(dbp, b, gh, 0, &rows),
+                rows_mut(dtp, b, gru_h, 0, &rows),
+                rows_mut(dbip, b, gru_gh, 0, &rows),
             )
         };
         db.fill(0.0);
+        dbi.fill(0.0);
         for step in (t0..t).rev() {
             // SAFETY: as above.
-            let (dg, fl) = unsafe {
+            let (dg, dgi, fl) = unsafe {
                 (
                     rows_mut(dgp, b, gh, step, &rows),
+                    rows_mut(dgip, b, gru_gh, step, &rows),
                     rows_mut(fp, b, 1, step, &rows),
                 )
             };
@@ -759,7 +858,7 @@ fn layer_backward(
                 match shape.cell {
                     Cell::Lstm => {
                         let inputs = LstmBackwardIn {
-                            gates: &gates[at * gh..][..gh],
+                            gates: &gates[at * sg..][..sg],
                             c_prev: &cs[at * h..][..h],
                             tc: &tcs[at * h..][..h],
                             dy: dyr,
@@ -771,6 +870,20 @@ fn layer_backward(
                         };
                         gates::lstm_backward_units(inputs, out, h, 0..h);
                     }
+                    Cell::Gru => {
+                        let inputs = GruBackwardIn {
+                            gates: &gates[at * sg..][..sg],
+                            h_prev: &hs[at * h..][..h],
+                            dy: dyr,
+                        };
+                        let out = GruBackwardOut {
+                            dh: &mut *dhr,
+                            d: &mut dtot[ri * h..][..h],
+                            dgates: &mut *dgr,
+                            dgates_ih: &mut dgi[ri * gh..][..gh],
+                        };
+                        gates::gru_backward_units(inputs, out, h, 0..h);
+                    }
                     Cell::Rnn(act) => gates::rnn_backward_units(
                         act,
                         &hs[(at + b) * h..][..h],
@@ -780,14 +893,20 @@ fn layer_backward(
                         0..h,
                     ),
                 }
-                fl[ri] = sum_squares(dhr);
-                // Per-row bias gradient, summed over steps in order; rows are summed in order below.
+                // The total gradient of h_t (a GRU's dh now holds only its direct part d ⊙ z).
+                fl[ri] = sum_squares(if gru { &dtot[ri * h..][..h] } else { &*dhr });
+                // Per-row bias gradients, summed over steps in order; rows are summed in order
+                // below.
                 axpy(1.0, dgr, &mut db[ri * gh..][..gh]);
+                if gru {
+                    axpy(1.0, &dgi[ri * gh..][..gh], &mut dbi[ri * gh..][..gh]);
+                }
             }
             if step > t0 || t0 == 0 {
+                // dh_{t-1} = dG_t · W_hh, added to the GRU's direct part d ⊙ z.
                 let a = Mat::rows(dg, gh);
                 let c = MatMut::rows(&mut *dh, h);
-                packed_product(rows.len(), a, packed, c, false, |_, _, _, _| {});
+                packed_product(rows.len(), a, packed, c, gru, |_, _, _, _| {});
             }
         }
     });
@@ -806,35 +925,41 @@ fn layer_backward(
         dc0.fill(0.0);
     }
 
-    // Weight gradients and dX over all T·B columns of the window, as large GEMMs.
+    // Weight gradients and dX over all T·B columns of the window, as large GEMMs: W_hh's from
+    // the recurrent side's dG, W_ih's and dX from the input side's (the same but for a GRU).
     let (gw_ih, rest) = grads.split_at_mut(gh * i);
     let (gw_hh, rest) = rest.split_at_mut(gh * h);
     let (gb_ih, gb_hh) = rest.split_at_mut(gh);
     let n = (t - t0) * b;
     let dg = &lw.dgates[t0 * b * gh..t * b * gh];
+    let dg_ih = if gru {
+        &lw.dgates_ih[t0 * b * gh..t * b * gh]
+    } else {
+        dg
+    };
     if !dx.is_empty() {
         dx[..t0 * b * i].fill(0.0);
     }
-    gb_ih.fill(0.0);
+    sum_rows(&lw.db_rows, gb_hh);
+    if gru {
+        sum_rows(&lw.db_ih_rows, gb_ih);
+    } else {
+        gb_ih.copy_from_slice(gb_hh);
+    }
     if n == 0 {
         gw_ih.fill(0.0);
         gw_hh.fill(0.0);
-        gb_hh.fill(0.0);
         return;
     }
-    for row in lw.db_rows.chunks_exact(gh) {
-        axpy(1.0, row, gb_ih);
-    }
-    gb_hh.copy_from_slice(gb_ih);
-    let dg_t = Mat::transposed(dg, gh);
+    let (dg_t, dg_ih_t) = (Mat::transposed(dg, gh), Mat::transposed(dg_ih, gh));
     let xs = Mat::rows(&x[t0 * b * i..], i);
     let (gw_ih, gw_hh) = (MatMut::rows(gw_ih, i), MatMut::rows(gw_hh, h));
     if i < NARROW {
         let dims = GemmShape { m: gh, k: n, n: i };
-        sgemm(dims, dg_t, xs, 0.0, gw_ih, par);
+        sgemm(dims, dg_ih_t, xs, 0.0, gw_ih, par);
     } else {
         lw.packed_cols.pack(n, contiguous_spans(i), xs, par);
-        gemm(gh, dg_t, &lw.packed_cols, gw_ih, false, par);
+        gemm(gh, dg_ih_t, &lw.packed_cols, gw_ih, false, par);
     }
     let hs_prev = Mat::rows(&lw.hs[t0 * bh..], h);
     lw.packed_cols.pack(n, contiguous_spans(h), hs_prev, par);
@@ -842,7 +967,7 @@ fn layer_backward(
     if dx.is_empty() {
         return;
     }
-    let (dg, dxs) = (Mat::rows(dg, gh), MatMut::rows(&mut dx[t0 * b * i..], i));
+    let (dg, dxs) = (Mat::rows(dg_ih, gh), MatMut::rows(&mut dx[t0 * b * i..], i));
     if i < NARROW {
         let dims = GemmShape { m: n, k: gh, n: i };
         sgemm(dims, dg, Mat::rows(w_ih, i), 0.0, dxs, par);
@@ -850,6 +975,14 @@ fn layer_backward(
         lw.packed_ih
             .pack(gh, contiguous_spans(i), Mat::rows(w_ih, i), par);
         gemm(n, dg, &lw.packed_ih, dxs, false, par);
+    }
+}
+
+/// `out` = the sum of the `out.len()`-wide rows of `rows`, added in order.
+fn sum_rows(rows: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in rows.chunks_exact(out.len()) {
+        axpy(1.0, row, out);
     }
 }
 

@@ -7,8 +7,8 @@ mod common;
 
 use common::Rng;
 use gradlab_kernels::gemm::{
-    contiguous_spans, dgemm, gate_spans, gemm, packed_product, sgemm, GemmShape, Mat, MatMut,
-    PackedB, LANES,
+    contiguous_spans, dgemm, gate_panel_units, gate_spans, gemm, packed_product, sgemm, GemmShape,
+    Mat, MatMut, PackedB, LANES,
 };
 use gradlab_kernels::Par;
 
@@ -107,7 +107,13 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
         let (a, bt) = (rng.vec_f32(rows * k, 1.0), rng.vec_f32(n * k, 1.0));
         let want = naive(rows, k, n, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
         let mut pb = PackedB::default();
-        pb.pack(k, gate_spans(h), Mat::transposed(&bt, k), Par::Seq);
+        let offsets = [0, h, 2 * h, 3 * h];
+        pb.pack(
+            k,
+            gate_spans(h, &offsets),
+            Mat::transposed(&bt, k),
+            Par::Seq,
+        );
         assert_eq!(pb.panels(), h.div_ceil(LANES));
         for p in 0..pb.panels() {
             let units: Vec<usize> = pb.spans(p).iter().map(|s| s.start % h).collect();
@@ -115,11 +121,78 @@ fn gate_layout_panels_hold_the_four_gates_of_the_same_units() {
                 units.iter().all(|&u| u == p * LANES),
                 "panel {p} mixes units: {units:?}"
             );
+            assert_eq!(
+                gate_panel_units(p, 4, h),
+                p * LANES..(h.min((p + 1) * LANES))
+            );
         }
         let mut c = vec![f32::NAN; rows * n];
         let cm = MatMut::rows(&mut c, n);
         packed_product(rows, Mat::rows(&a, k), &pb, cm, false, |_, _, _, _| {});
         assert_close(&format!("gate layout h={h}"), &c, &want, k, k as f64);
+    }
+}
+
+#[test]
+fn three_gate_panels_straddle_and_each_epilogue_sees_only_complete_units() {
+    // The GRU's recurrent product: gates r, z, n of 16-unit chunks, three to a unit chunk and
+    // four to a panel, read from rows 0, H, 2H of W_hh and landing at columns 0, H and 3H of a
+    // 4H-wide row (2H..3H is W_in x, untouched). Catches an epilogue that runs a unit's gate
+    // math before its n gate's panel, and n read from or written to the wrong place.
+    for h in [1, 15, 16, 17, 40, 64, 100] {
+        let (rows, k, w) = (7, 9, 4 * h);
+        let mut rng = Rng::new(h as u64 + 100);
+        let (a, bt) = (rng.vec_f32(rows * k, 1.0), rng.vec_f32(3 * h * k, 1.0));
+        // Column j of the product is gate row j of W_hh (3H × K, stored as bt).
+        let prod = naive(rows, k, 3 * h, |i, p| a[i * k + p], |p, j| bt[j * k + p]);
+        let mut pb = PackedB::default();
+        // Read gate rows 0, H, 2H of the source; write columns 0, H, 3H of C.
+        pb.pack(
+            k,
+            gate_spans(h, &[0, h, 2 * h]),
+            Mat::transposed(&bt, k),
+            Par::Seq,
+        );
+        pb.retarget(gate_spans(h, &[0, h, 3 * h]));
+        assert_eq!(pb.panels(), (3 * h.div_ceil(LANES)).div_ceil(4));
+        let mut c = vec![f32::NAN; rows * w];
+        let mut covered = Vec::new();
+        let cm = MatMut::rows(&mut c, w);
+        packed_product(rows, Mat::rows(&a, k), &pb, cm, false, |c, p, r0, mr| {
+            let units = gate_panel_units(p, 3, h);
+            for r in r0..r0 + mr {
+                for j in units.clone() {
+                    for col in [j, h + j, 3 * h + j] {
+                        assert!(
+                            c[r * w + col].is_finite(),
+                            "h={h} panel {p}: unit {j} early"
+                        );
+                    }
+                }
+            }
+            if r0 == 0 {
+                covered.extend(units);
+            }
+        });
+        assert_eq!(
+            covered,
+            (0..h).collect::<Vec<_>>(),
+            "h={h}: units covered once, in order"
+        );
+        for r in 0..rows {
+            for j in 0..h {
+                assert!(
+                    c[r * w + 2 * h + j].is_nan(),
+                    "h={h}: W_in x's columns were written"
+                );
+                for (g, col) in [j, h + j, 3 * h + j].into_iter().enumerate() {
+                    let want = prod[r * 3 * h + g * h + j];
+                    let got = f64::from(c[r * w + col]);
+                    let tol = 2.0 * (k as f64 + 2.0) * f64::from(f32::EPSILON) * k as f64;
+                    assert!((got - want).abs() <= tol, "h={h} row {r} gate {g} unit {j}");
+                }
+            }
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 mod common;
 
 use common::Rng;
-use gradlab_kernels::gates::{self, Activation, LstmBackwardIn, LstmBackwardOut, LstmForwardOut};
+use gradlab_kernels::gates::{
+    self, Activation, GruBackwardIn, GruBackwardOut, GruForwardOut, LstmBackwardIn,
+    LstmBackwardOut, LstmForwardOut,
+};
 use gradlab_kernels::norm::{self, clip_global_norm, clip_value, clip_value_scalar, global_norm};
 use gradlab_kernels::simd::{self, LANES};
 
@@ -310,6 +313,88 @@ fn gate_kernels_equal_their_scalar_twins() {
             let same =
                 same_bits(&b1.0, &b2.0) && same_bits(&b1.1, &b2.1) && same_bits(&b1.2, &b2.2);
             assert!(same, "lstm backward H={h} {units:?}");
+        }
+    }
+}
+
+/// `v` with the special values spread over it (every `stride`-th element, in turn).
+fn with_specials(mut v: Vec<f32>, stride: usize) -> Vec<f32> {
+    for (x, s) in v
+        .iter_mut()
+        .step_by(stride.max(1))
+        .zip(SPECIAL.iter().cycle())
+    {
+        *x = *s;
+    }
+    v
+}
+
+#[test]
+fn gru_gate_kernels_equal_their_scalar_twins_on_awkward_widths_and_special_values() {
+    // H = 0, 1, lanes - 1, lanes + 1, 17, 127, 257; rows in pairs and an odd one; whole rows and
+    // an inner range off the vector grid; NaN, ±inf, ±2000 and subnormals among the inputs.
+    for h in [0, 1, LANES - 1, LANES, LANES + 1, 17, 127, 257] {
+        let mut rng = Rng::new(h as u64 + 31);
+        for units in [0..h, h / 3..h - h / 4] {
+            for rows in [1, 2, 3, 5] {
+                for special in [false, true] {
+                    let label = format!("H={h} rows={rows} {units:?} special={special}");
+                    let spice =
+                        |v: Vec<f32>, k: usize| if special { with_specials(v, k) } else { v };
+                    let pre = spice(rng.vec_f32(rows * 4 * h, 4.0), 7);
+                    let bias = spice(rng.vec_f32(3 * h, 1.0), 11);
+                    let h_prev = spice(rng.vec_f32(rows * h, 1.0), 5);
+                    let (mut gv, mut gs) = (pre.clone(), pre.clone());
+                    let (mut hv, mut hs) = (vec![0.0; rows * h], vec![0.0; rows * h]);
+                    let out = GruForwardOut {
+                        gates: &mut gv,
+                        h: &mut hv,
+                    };
+                    gates::gru_forward_units(out, &bias, &h_prev, h, rows, units.clone());
+                    let out = GruForwardOut {
+                        gates: &mut gs,
+                        h: &mut hs,
+                    };
+                    gates::gru_forward_units_scalar(out, &bias, &h_prev, h, rows, units.clone());
+                    assert!(
+                        same_bits(&gv, &gs) && same_bits(&hv, &hs),
+                        "gru forward {label}"
+                    );
+                    let outside = hv
+                        .iter()
+                        .enumerate()
+                        .all(|(e, &x)| units.contains(&(e % h.max(1))) || x == 0.0);
+                    assert!(outside, "gru forward wrote outside {units:?}: {label}");
+                    // Backward of one row, from the forward's gates.
+                    let (dy, dh) = (spice(rng.vec_f32(h, 1.0), 3), rng.vec_f32(h, 1.0));
+                    let inputs = GruBackwardIn {
+                        gates: &gv[..4 * h],
+                        h_prev: &h_prev[..h],
+                        dy: &dy,
+                    };
+                    let mut both = [0, 1]
+                        .map(|_| (dh.clone(), vec![0.0; h], vec![0.0; 3 * h], vec![0.0; 3 * h]));
+                    for (k, (dh, d, dg, dgi)) in both.iter_mut().enumerate() {
+                        let out = GruBackwardOut {
+                            dh,
+                            d,
+                            dgates: dg,
+                            dgates_ih: dgi,
+                        };
+                        if k == 0 {
+                            gates::gru_backward_units(inputs, out, h, units.clone());
+                        } else {
+                            gates::gru_backward_units_scalar(inputs, out, h, units.clone());
+                        }
+                    }
+                    let [v, s] = &both;
+                    let same = same_bits(&v.0, &s.0)
+                        && same_bits(&v.1, &s.1)
+                        && same_bits(&v.2, &s.2)
+                        && same_bits(&v.3, &s.3);
+                    assert!(same, "gru backward {label}");
+                }
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Forward and backward of RNN and LSTM stacks: the f64 reference against central finite
+//! Forward and backward of RNN, LSTM and GRU stacks: the f64 reference against central finite
 //! differences, the f32 kernels against the f64 reference, truncation, and determinism.
 
 mod common;
@@ -8,10 +8,11 @@ use gradlab_kernels::reference::{self, Trace};
 use gradlab_kernels::rnn::{OutputGrads, Workspace};
 use gradlab_kernels::{Activation, Cell, Par, StackShape};
 
-const CELLS: [Cell; 3] = [
+const CELLS: [Cell; 4] = [
     Cell::Rnn(Activation::Tanh),
     Cell::Rnn(Activation::Relu),
     Cell::Lstm,
+    Cell::Gru,
 ];
 
 fn shape(cell: Cell, input: usize, hidden: usize, layers: usize) -> StackShape {
@@ -109,7 +110,7 @@ fn reference_backward_matches_central_finite_differences() {
                 if with_state {
                     checks.push(("dh0", &g.dh0, finite_diff(&p, 2)));
                 }
-                if with_state && cell == Cell::Lstm {
+                if with_state && cell.has_cell_state() {
                     checks.push(("dc0", &g.dc0, finite_diff(&p, 3)));
                 }
                 for (what, analytic, numeric) in checks {
@@ -135,7 +136,7 @@ fn assert_matches_reference(p: &Problem, steps: usize, label: &str) {
     let tol = 1e-4;
     assert_close(&format!("{label} y"), &k.y, tr.output(), tol);
     assert_close(&format!("{label} h_n"), &k.h_n, &h_n, tol);
-    if p.shape.cell == Cell::Lstm {
+    if p.shape.cell.has_cell_state() {
         assert_close(&format!("{label} c_n"), &k.c_n, &c_n, tol);
     }
     assert_close(&format!("{label} grads"), &k.grads, &g.params, tol);
@@ -143,7 +144,7 @@ fn assert_matches_reference(p: &Problem, steps: usize, label: &str) {
     assert_close(&format!("{label} flow"), &k.flow, &g.flow, tol);
     if steps >= p.t && p.h0.is_some() {
         assert_close(&format!("{label} dh0"), &k.dh0, &g.dh0, tol);
-        if p.shape.cell == Cell::Lstm {
+        if p.shape.cell.has_cell_state() {
             assert_close(&format!("{label} dc0"), &k.dc0, &g.dc0, tol);
         }
     }
@@ -198,7 +199,8 @@ fn truncated_backward_equals_full_backward_of_the_window() {
             x: p.x[t0 * bi..].to_vec(),
             dy: p.dy[t0 * bh..].to_vec(),
             h0: Some((0..layers).flat_map(|l| prefix.h_n(l).to_vec()).collect()),
-            c0: (cell == Cell::Lstm)
+            c0: cell
+                .has_cell_state()
                 .then(|| (0..layers).flat_map(|l| prefix.c_n(l).to_vec()).collect()),
             ..p.clone()
         };
@@ -274,13 +276,18 @@ fn results_are_bit_identical_for_any_thread_count() {
 #[test]
 fn a_diverging_input_gives_nan_not_a_panic() {
     // Divergence is detected by the caller from non-finite values; the kernels must carry them.
-    let mut p = Problem::new(shape(Cell::Lstm, 3, 17, 1), 4, 2, false, 9);
-    p.x[0] = f64::NAN;
-    let k = run_kernels(&p, usize::MAX, Par::Seq);
-    assert!(k.y.iter().any(|v| v.is_nan()) && k.grads.iter().any(|v| v.is_nan()));
+    for cell in CELLS {
+        let mut p = Problem::new(shape(cell, 3, 17, 1), 4, 2, false, 9);
+        p.x[0] = f64::NAN;
+        let k = run_kernels(&p, usize::MAX, Par::Seq);
+        assert!(
+            k.y.iter().any(|v| v.is_nan()) && k.grads.iter().any(|v| v.is_nan()),
+            "{cell:?}"
+        );
+    }
 }
 
-/// Every state, LSTM gate activation and the output a workspace holds after a pass, as bits.
+/// Every state, stored gate and the output a workspace holds after a pass, as bits.
 fn held(ws: &Workspace) -> Vec<Vec<u32>> {
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let mut all = vec![bits(ws.output())];
@@ -295,7 +302,7 @@ fn held(ws: &Workspace) -> Vec<Vec<u32>> {
 #[test]
 fn a_resized_workspace_gives_the_results_of_a_fresh_one() {
     // Buffers keep what the larger size wrote when shrunk: every pass must write before it reads.
-    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm] {
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
         for layers in [1, 2] {
             for par in [Par::Seq, Par::rayon(2)] {
                 let s = shape(cell, 5, 19, layers);
@@ -322,13 +329,13 @@ fn a_resized_workspace_gives_the_results_of_a_fresh_one() {
 
 #[test]
 fn state_into_copies_what_state_returns() {
-    for cell in [Cell::Rnn(Activation::Relu), Cell::Lstm] {
+    for cell in [Cell::Rnn(Activation::Relu), Cell::Lstm, Cell::Gru] {
         for layers in [1, 2] {
             let p = Problem::new(shape(cell, 4, 21, layers), 5, 3, true, 7);
             let mut ws = Workspace::new(p.shape, p.t, p.b);
             run_kernels_in(&mut ws, &p, usize::MAX, Par::Seq);
             let (h_len, c_len) = (ws.state(0).0.len(), ws.state(0).1.len());
-            assert_eq!(c_len, if cell == Cell::Lstm { h_len } else { 0 });
+            assert_eq!(c_len, if cell.has_cell_state() { h_len } else { 0 });
             for s in 0..=p.t {
                 let (mut h, mut c) = (vec![f32::NAN; h_len], vec![f32::NAN; c_len]);
                 ws.state_into(s, &mut h, &mut c);

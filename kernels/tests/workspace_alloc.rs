@@ -71,7 +71,7 @@ impl Buffers {
     fn new(p: &Problem) -> Self {
         let s = p.shape;
         let lbh = s.layers * p.b * s.hidden;
-        let lstm_only = if s.cell == Cell::Lstm { lbh } else { 0 };
+        let lstm_only = if s.cell.has_cell_state() { lbh } else { 0 };
         Buffers {
             params: narrow(&p.params),
             x: narrow(&p.x),
@@ -111,7 +111,7 @@ impl Buffers {
 
 #[test]
 fn a_workspace_resized_within_its_capacity_does_not_allocate() {
-    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm] {
+    for cell in [Cell::Rnn(Activation::Tanh), Cell::Lstm, Cell::Gru] {
         // Widths of 32 and more go through the packed kernel only; narrower ones through
         // `matrixmultiply`, which allocates its packing buffers at every call (the same number
         // in a resized workspace as in a warm one made for the size). Input 40 packs X for

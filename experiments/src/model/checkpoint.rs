@@ -1,5 +1,5 @@
 //! Checkpoints: safetensors files with PyTorch parameter names and shapes (`weight_ih_l0`, ...,
-//! `head.weight`, `head.bias`), so `nn.LSTM`/`nn.RNN` and an `nn.Linear` head load them with
+//! `head.weight`, `head.bias`), so `nn.LSTM`/`nn.GRU`/`nn.RNN` and an `nn.Linear` head load them with
 //! `load_state_dict`, and gradlab loads PyTorch's. The run configuration (TOML) and, for text
 //! tasks, the vocabulary (JSON) travel in the metadata.
 
@@ -158,6 +158,7 @@ impl TensorFile {
     /// The prefix of the recurrent stack's tensors: none for gradlab's files, the module's name
     /// for a PyTorch state dict of a larger model (`rnn.`, `lstm.`, `module.rnn.`). Tensors of
     /// a bidirectional or projected LSTM are refused, named, since gradlab runs neither.
+    /// (`gru.` and any other module name work alike.)
     pub fn stack_prefix(&self) -> Result<String, CheckpointError> {
         let names = self.names();
         let prefixes: Vec<&str> = names
@@ -171,7 +172,7 @@ impl TensorFile {
                 let shown = names.iter().take(8).cloned().collect::<Vec<_>>().join(", ");
                 return Err(self.invalid(format!(
                     "no tensor 'weight_ih_l0' (nor '<module>.weight_ih_l0'): it holds {shown}{}; \
-                     gradlab reads the parameters of nn.RNN/nn.LSTM (weight_ih_l0, \
+                     gradlab reads the parameters of nn.RNN/nn.LSTM/nn.GRU (weight_ih_l0, \
                      weight_hh_l0, bias_ih_l0, bias_hh_l0, ...)",
                     if names.len() > 8 { ", ..." } else { "" }
                 )));
@@ -327,10 +328,11 @@ impl TensorFile {
         let hidden = hh[1];
         let cell = match hh[0] / hidden {
             1 if hh[0] == hidden => kernel_cell(CellKind::Rnn, nonlinearity),
+            3 if hh[0] == 3 * hidden => kernel_cell(CellKind::Gru, nonlinearity),
             4 if hh[0] == 4 * hidden => kernel_cell(CellKind::Lstm, nonlinearity),
             _ => {
                 return Err(invalid(format!(
-                    "weight_hh_l0 {hh:?}: rows must be H (RNN) or 4H (LSTM)"
+                    "weight_hh_l0 {hh:?}: rows must be H (RNN), 3H (GRU) or 4H (LSTM)"
                 )))
             }
         };
@@ -399,7 +401,7 @@ impl TensorFile {
     }
 }
 
-/// Loads a checkpoint written by [`save`], or a PyTorch state dict of an nn.RNN/nn.LSTM and
+/// Loads a checkpoint written by [`save`], or a PyTorch state dict of an nn.RNN/nn.LSTM/nn.GRU and
 /// one nn.Linear, whatever their module names (`rnn.weight_ih_l0`, `fc.weight`, ...). A tensor
 /// with no place in the model is an error that names it.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
-use gradlab_kernels::{Cell, Par, StackShape};
+use gradlab_kernels::{Par, StackShape};
 
 use super::checkpoint::{save_tensors, CheckpointError, TensorFile};
 
@@ -65,7 +65,7 @@ pub fn grad(
         });
     }
     let (l, h) = (shape.layers, shape.hidden);
-    let lstm = shape.cell == Cell::Lstm;
+    let lstm = shape.cell.has_cell_state();
     let x = x_file.f32("input", &[t, b, i])?;
     let opt = |name: &str, dims: &[usize]| -> Result<Option<Vec<f32>>, CheckpointError> {
         if x_file.has(name) {

@@ -1,4 +1,9 @@
 //! Parameter initialisations (DESIGN.md "Training semantics"), seeded and reproducible.
+//!
+//! For the gated cells (LSTM, GRU) `smart-tanh` and `orthogonal` initialise each `H × H` gate
+//! block of W_hh on its own (LSTM i, f, g, o; GRU r, z, n), as PyTorch users do with
+//! `nn.init.orthogonal_` per chunk; `identity` (IRNN) is for vanilla RNNs only and the
+//! configuration refuses it for the others.
 
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::Cell;
@@ -17,7 +22,7 @@ const SMART_TANH_RADIUS: f64 = 0.95;
 pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut SplitMix64) {
     let h = model.stack.hidden;
     let bound = 1.0 / (h as f64).sqrt();
-    // PyTorch's default for RNN, LSTM and the head alike: U(-1/√H, 1/√H).
+    // PyTorch's default for RNN, LSTM, GRU and the head alike: U(-1/√H, 1/√H).
     for p in model.params.iter_mut() {
         *p = rng.uniform(-bound, bound) as f32;
     }
@@ -51,6 +56,7 @@ pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut Spl
             }
         }
         if model.stack.cell == Cell::Lstm {
+            // A GRU has no forget gate: `forget_bias` does not apply to it (nor to an RNN).
             p[r.b_ih.start + h..r.b_ih.start + 2 * h].fill(forget_bias);
             p[r.b_hh.start + h..r.b_hh.start + 2 * h].fill(0.0);
         }

@@ -10,7 +10,10 @@
 //! - LSTM (gates i, f, g, o; `τ = tanh(c_t)`): with `W_x` the gate-x block of `W_hh`,
 //!   `∂c/∂h = diag(c_{t−1} f(1−f)) W_f + diag(g i(1−i)) W_i + diag(i (1−g²)) W_g`,
 //!   `∂h/∂h = diag(τ o(1−o)) W_o + diag(o (1−τ²)) ∂c/∂h`, `∂c/∂c = diag(f)` and
-//!   `∂h/∂c = diag(o (1−τ²) f)`.
+//!   `∂h/∂c = diag(o (1−τ²) f)`;
+//! - GRU (gates r, z, n; `q = W_hn h_{t−1} + b_hn`, stored by the forward):
+//!   `J = diag(z) + diag((1−z)(1−n²)) (diag(r) W_hn + diag(q r(1−r)) W_hr)
+//!   + diag((h_{t−1} − n) z(1−z)) W_hz`.
 
 use gradlab_kernels::rnn::Workspace;
 use gradlab_kernels::{Activation, Cell, StackShape};
@@ -19,7 +22,7 @@ use gradlab_kernels::{Activation, Cell, StackShape};
 pub fn state_dim(cell: Cell, hidden: usize) -> usize {
     match cell {
         Cell::Lstm => 2 * hidden,
-        Cell::Rnn(_) => hidden,
+        Cell::Rnn(_) | Cell::Gru => hidden,
     }
 }
 
@@ -92,6 +95,24 @@ pub fn step_jacobian(
                 }
                 out[dc_row + h + j] = f;
                 out[dh_row + h + j] = hc * f;
+            }
+        }
+        Cell::Gru => {
+            let gates = &ws.gates(l)[(t * ws.batch() + row) * 4 * h..][..4 * h];
+            let h_prev = &ws.h_at(l, t)[units];
+            let w = |gate: usize, j: usize| &w_hh[(gate * h + j) * h..][..h];
+            for j in 0..h {
+                let [r, z, n, q] = [0, 1, 2, 3].map(|k| f64::from(gates[k * h + j]));
+                let dn = (1.0 - z) * (1.0 - n * n);
+                let (via_n, via_r) = (dn * r, dn * q * r * (1.0 - r));
+                let via_z = (f64::from(h_prev[j]) - n) * z * (1.0 - z);
+                let (wr, wz, wn) = (w(0, j), w(1, j), w(2, j));
+                for (k, o) in out[j * h..(j + 1) * h].iter_mut().enumerate() {
+                    *o = via_n * f64::from(wn[k])
+                        + via_r * f64::from(wr[k])
+                        + via_z * f64::from(wz[k]);
+                }
+                out[j * h + j] += z;
             }
         }
     }

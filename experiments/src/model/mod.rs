@@ -25,12 +25,13 @@ use crate::config::{CellKind, Nonlinearity};
 pub fn kernel_cell(cell: CellKind, nonlinearity: Nonlinearity) -> Cell {
     match (cell, nonlinearity) {
         (CellKind::Lstm, _) => Cell::Lstm,
+        (CellKind::Gru, _) => Cell::Gru,
         (CellKind::Rnn, Nonlinearity::Tanh) => Cell::Rnn(Activation::Tanh),
         (CellKind::Rnn, Nonlinearity::Relu) => Cell::Rnn(Activation::Relu),
     }
 }
 
-/// Stacked RNN/LSTM + linear head. Parameters are one flat vector: the stack in
+/// Stacked RNN/LSTM/GRU + linear head. Parameters are one flat vector: the stack in
 /// `named_parameters()` order, then `head.weight` `(O, H)` and `head.bias` `(O)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model {

@@ -3,7 +3,7 @@
 
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Workspace};
-use gradlab_kernels::{Cell, Par};
+use gradlab_kernels::Par;
 
 use super::checkpoint::Checkpoint;
 use super::head::logits;
@@ -74,7 +74,7 @@ pub fn sample(
     let lh = s.layers * s.hidden;
     let (mut h, mut c) = (
         vec![0.0f32; lh],
-        vec![0.0f32; if s.cell == Cell::Lstm { lh } else { 0 }],
+        vec![0.0f32; if s.cell.has_cell_state() { lh } else { 0 }],
     );
     let mut rng = SplitMix64(seed);
     let mut out: String = prime.to_string();
@@ -84,7 +84,7 @@ pub fn sample(
     let mut feed = |id: usize, z: &mut Vec<f32>| {
         x.fill(0.0);
         x[id] = 1.0;
-        let cs = (s.cell == Cell::Lstm).then_some(&c[..]);
+        let cs = s.cell.has_cell_state().then_some(&c[..]);
         rnn::forward(m.stack_params(), &x, Some(&h), cs, &mut ws, Par::Seq);
         ws.state_into(1, &mut h, &mut c);
         logits(m, ws.output(), 1, z, Par::Seq);

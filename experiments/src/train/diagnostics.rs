@@ -7,7 +7,9 @@
 //!   truncation, so the decay of ‖∂L/∂h_t‖ beyond the truncation is visible; [`decay_rate`] fits
 //!   its slope per step of lag;
 //! - spectral radius and largest singular value of every W_hh ([`crate::model::spectra`]);
-//! - LSTM forget gates: mean and fraction saturated outside [0.05, 0.95] ([`forget_gate_stats`]);
+//! - the gate that keeps the previous state, LSTM forget gate f or GRU update gate z: mean and
+//!   fraction saturated outside [0.05, 0.95] ([`forget_gate_stats`]; both log as the `layers`
+//!   table's `forget_mean` and `forget_saturation`, see `results/README.md`).
 //! - Pascanu's norm-preservation ratio of the probe's top layer ([`norm_preservation`]) and the
 //!   distance of every W_hh from orthogonality.
 //!
@@ -25,7 +27,7 @@ use super::record::{push_flow, FlowRow, FlowSource, StepRow};
 use crate::model::spectra::{orthogonality_distance, sigma_max, spectral_radius};
 use crate::task::{Batch, MetricAcc};
 
-/// A forget gate counts as saturated outside [0.05, 0.95].
+/// A forget (LSTM) or update (GRU) gate counts as saturated outside [0.05, 0.95].
 pub const FORGET_SATURATION: f32 = 0.05;
 
 /// The diagnostics' buffers.
@@ -107,14 +109,14 @@ impl Diagnostics {
     }
 }
 
-/// Per layer: spectral radius (square W_hh only) and σ_max of W_hh, and the forget gates of
-/// the window in `ws`.
+/// Per layer: spectral radius (square W_hh only: an RNN's) and σ_max of W_hh, and the gates that
+/// keep the previous state (LSTM f, GRU z) over the window in `ws`.
 fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
     let s = ctx.model.stack;
     let mut rng = SplitMix64(row.step as u64);
     for l in 0..s.layers {
         let w_hh = &ctx.model.params[s.layer_ranges(l).w_hh];
-        let square = s.cell != Cell::Lstm;
+        let square = s.cell.gates() == 1;
         row.spectral_radius
             .push(square.then(|| spectral_radius(w_hh, s.hidden, &mut rng)));
         row.sigma_max.push(Some(sigma_max(
@@ -124,7 +126,8 @@ fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
             &mut rng,
         )));
         let (mean, saturation) = match s.cell {
-            Cell::Lstm => {
+            // GRU: h' = (1 − z) n + z h, so z keeps the previous state as an LSTM's f keeps c.
+            Cell::Lstm | Cell::Gru => {
                 let (mean, sat) = forget_gate_stats(ws.gates(l), s.hidden);
                 (Some(mean), Some(sat))
             }
@@ -165,8 +168,9 @@ pub fn truncation_bias(truncated: &[f32], full: &[f32]) -> (f64, f64) {
     (dot / (nt * nf), nt / nf)
 }
 
-/// Mean of the forget gates in LSTM gate activations `[..][4H]` (gates i, f, g, o), and the
-/// fraction of them outside [FORGET_SATURATION, 1 - FORGET_SATURATION].
+/// Mean of the gates that keep the previous state, block 1 of stored gate rows `[..][4H]` (LSTM
+/// `[i | f | g | o]`: f; GRU `[r | z | n | hn]`: z; see `Workspace::gates`), and the fraction of
+/// them outside [FORGET_SATURATION, 1 - FORGET_SATURATION].
 pub fn forget_gate_stats(gates: &[f32], h: usize) -> (f64, f64) {
     let (mut sum, mut saturated, mut n) = (0.0f64, 0usize, 0usize);
     for f in gates.chunks_exact(4 * h).flat_map(|g| &g[h..2 * h]) {

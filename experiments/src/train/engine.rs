@@ -14,7 +14,7 @@
 //! Every buffer is sized when the engine is made and reused: nothing is allocated per window.
 
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
-use gradlab_kernels::{Cell, Par, StackShape};
+use gradlab_kernels::{Par, StackShape};
 
 use crate::model::head::{head_loss, HeadGrad, HeadScratch, LossWindow};
 use crate::model::Model;
@@ -63,7 +63,7 @@ impl Backprop {
             stack_grads: vec![0.0; stack.num_params()],
             dx: Vec::new(),
             dh0: vec![0.0; lbh],
-            dc0: vec![0.0; if stack.cell == Cell::Lstm { lbh } else { 0 }],
+            dc0: vec![0.0; if stack.cell.has_cell_state() { lbh } else { 0 }],
             flow: Vec::with_capacity(stack.layers * t),
         }
     }
@@ -138,7 +138,7 @@ fn loss_window<'a>(ws: &'a Workspace, s: &Scored<'a>) -> LossWindow<'a> {
 
 /// Forward of the stack over `x` (`ws.steps()` time steps) from the state `(h, c)`.
 pub(crate) fn forward(ctx: Ctx<'_>, ws: &mut Workspace, x: &[f32], h: &[f32], c: &[f32]) {
-    let c = (ctx.model.stack.cell == Cell::Lstm).then_some(c);
+    let c = ctx.model.stack.cell.has_cell_state().then_some(c);
     rnn::forward(ctx.model.stack_params(), x, Some(h), c, ws, ctx.par);
 }
 
@@ -154,7 +154,7 @@ impl State {
         let lbh = stack.layers * b * stack.hidden;
         State {
             h: vec![0.0; lbh],
-            c: vec![0.0; if stack.cell == Cell::Lstm { lbh } else { 0 }],
+            c: vec![0.0; if stack.cell.has_cell_state() { lbh } else { 0 }],
         }
     }
 

@@ -4,7 +4,7 @@
 //! holds one batch in memory, not all of them.
 
 use gradlab_kernels::rnn::Workspace;
-use gradlab_kernels::{Cell, StackShape};
+use gradlab_kernels::StackShape;
 
 use super::engine::{forward, Ctx};
 use crate::model::head::{head_loss, HeadScratch, LossWindow};
@@ -88,5 +88,5 @@ fn zero_state(stack: StackShape, b: usize, h: &mut Vec<f32>, c: &mut Vec<f32>) {
     h.clear();
     h.resize(n, 0.0);
     c.clear();
-    c.resize(if stack.cell == Cell::Lstm { n } else { 0 }, 0.0);
+    c.resize(if stack.cell.has_cell_state() { n } else { 0 }, 0.0);
 }

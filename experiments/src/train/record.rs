@@ -40,10 +40,10 @@ pub struct StepRow {
     /// mean and minimum over the window.
     pub norm_ratio_mean: Option<f64>,
     pub norm_ratio_min: Option<f64>,
-    /// Per layer; spectral radius is `None` for LSTM (W_hh is not square).
+    /// Per layer; spectral radius is `None` for LSTM and GRU (W_hh is not square).
     pub spectral_radius: Vec<Option<f64>>,
     pub sigma_max: Vec<Option<f64>>,
-    /// Per layer, LSTM only.
+    /// Per layer: the LSTM's forget gate f, the GRU's update gate z (`None` for an RNN).
     pub forget_mean: Vec<Option<f64>>,
     pub forget_saturation: Vec<Option<f64>>,
     /// Per layer: ‖WᵀW − I‖_F / √H of W_hh (RMS over gate blocks).

@@ -3,7 +3,7 @@
 
 use gradlab_kernels::bench::SplitMix64;
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
-use gradlab_kernels::{Cell, Par, StackShape};
+use gradlab_kernels::{Par, StackShape};
 
 /// Seeded test data on top of the kernels' own generator.
 pub struct Rng(SplitMix64);
@@ -61,7 +61,7 @@ impl Problem {
     pub fn new(shape: StackShape, t: usize, b: usize, with_state: bool, seed: u64) -> Self {
         let mut rng = Rng::new(seed);
         let lbh = shape.layers * b * shape.hidden;
-        let lstm = shape.cell == Cell::Lstm;
+        let lstm = shape.cell.has_cell_state();
         Problem {
             shape,
             t,
@@ -129,7 +129,7 @@ pub fn run_kernels_in(ws: &mut Workspace, p: &Problem, steps: usize, par: Par) -
     let mut grads = vec![f32::NAN; params.len()];
     let mut dx = vec![f32::NAN; x.len()];
     let mut dh0 = vec![f32::NAN; lbh];
-    let mut dc0 = vec![f32::NAN; if s.cell == Cell::Lstm { lbh } else { 0 }];
+    let mut dc0 = vec![f32::NAN; if s.cell.has_cell_state() { lbh } else { 0 }];
     let mut flow = vec![f32::NAN; s.layers * p.t];
     let dy = narrow(&p.dy);
     let out = Grads {
