@@ -95,7 +95,7 @@ fn malformed_specs_name_file_line_and_key_and_change_nothing() {
         ("unknown grid key", format!("{head}[grid]\nwidth = [1, 2]\n"), vec![], vec![":4:", "unknown key 'width'", "hidden"]),
         ("wrong type", format!("{head}[base]\nhidden = \"big\"\n"), vec![], vec![":4:", "'hidden'", "expected usize"]),
         ("bad value", format!("{head}[base]\nclip = \"norm:-1\"\n"), vec![], vec![":4:", "'clip'", "none, norm:<τ> or value:<τ>"]),
-        ("bad enum value in grid", format!("{head}[grid]\ncell = [\"rnn\", \"gru\"]\n"), vec![], vec![":4:", "'cell'", "`rnn` or `lstm`"]),
+        ("bad enum value in grid", format!("{head}[grid]\ncell = [\"rnn\", \"transformer\"]\n"), vec![], vec![":4:", "'cell'", "expected one of `rnn`, `lstm`, `gru`"]),
         ("zero hidden", format!("{head}[base]\nhidden = 0\n"), vec![], vec![":4:", "'hidden'", "at least 1"]),
         ("k1 > k2", format!("{head}[base]\ntruncation_k1 = 50\n[grid]\ntruncation_k2 = [10, 100]\n"), vec![], vec![":4:", "truncation_k1", "must not exceed truncation_k2 = 10"]),
         ("empty axis", format!("{head}[grid]\nhidden = []\n"), vec![], vec![":4:", "hidden", "empty"]),
