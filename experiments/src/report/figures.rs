@@ -1,6 +1,7 @@
 //! The report's figures from its data: loss curves (mean and min–max band over seeds), the
-//! gradient norm against lag of the last untruncated probe (log scale), and success rate
-//! against truncation and clipping (Wilson bands), drawn by [`super::plot`].
+//! gradient norm against lag of the last untruncated profile (log scale: a stack's probe, or a
+//! seq2seq encoder's flow against its distance from the decoder), and success rate against
+//! truncation and clipping (Wilson bands), drawn by [`super::plot`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -133,13 +134,22 @@ pub fn draw_all(
         .filter_map(|d| store::read_table(d, "flow").transpose())
         .collect::<PolarsResult<Vec<_>>>()?;
     if let Some(flow) = store::concat_aligned(flows)? {
-        // The last untruncated probe of each run's top layer.
+        // The last untruncated profile of each run's top layer.
         let probe = last_probe(&flow)?;
         let rows = xy(&probe, "lag", "grad_norm")?;
+        let sources: Vec<String> = strings(&probe, "source")?;
+        let x_label = match (
+            sources.iter().any(|s| s == "probe"),
+            sources.iter().any(|s| s == "encoder"),
+        ) {
+            (false, true) => "lag (encoder steps before the decoder)",
+            (true, true) => "lag (steps before the loss; seq2seq: before the decoder)",
+            _ => "lag (steps before the loss)",
+        };
         charts.push(Chart {
             file: "gradient_vs_lag".into(),
             title: "‖∂L/∂h_t‖ at the end of training, top layer (geometric mean over seeds)".into(),
-            x_label: "lag (steps before the loss)".into(),
+            x_label: x_label.into(),
             y_label: "‖∂L/∂h_t‖, top layer".into(),
             log_y: true,
             categories: None,
@@ -167,12 +177,21 @@ pub fn draw_all(
     Ok(files)
 }
 
-/// The rows of `flow` of each run's last probe of its top layer.
+/// The flow sources that hold a run's untruncated profile: a stack's probe (the last step's
+/// loss through the whole window), a seq2seq encoder's flow (the whole loss across the
+/// bottleneck into every source step). A run has one or the other.
+const PROFILE_SOURCES: [&str; 2] = ["probe", "encoder"];
+
+/// The rows of `flow` of each run's last untruncated profile ([`PROFILE_SOURCES`]) of its top
+/// layer.
 fn last_probe(flow: &DataFrame) -> PolarsResult<DataFrame> {
     let ids = strings(flow, "run_id")?;
     let (step, layer) = (f64s(flow, "step")?, f64s(flow, "layer")?);
     let source = flow.column("source")?.str()?;
-    let is_probe: Vec<bool> = source.iter().map(|s| s == Some("probe")).collect();
+    let is_probe: Vec<bool> = source
+        .iter()
+        .map(|s| s.is_some_and(|s| PROFILE_SOURCES.contains(&s)))
+        .collect();
     let mut last: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for i in 0..flow.height() {
         if is_probe[i] {

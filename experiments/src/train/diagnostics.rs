@@ -14,7 +14,7 @@
 use gradlab_kernels::norm::global_norm;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::Workspace;
-use gradlab_kernels::Cell;
+use gradlab_kernels::{Cell, StackShape};
 
 use super::engine::{Backprop, Ctx, Engine, Scored};
 use super::record::{push_flow, FlowRow, FlowSource, StepRow};
@@ -91,7 +91,7 @@ impl Diagnostics {
         );
         self.probe_len = t;
         push_flow(flow, row.step, self.bp.flow(), t, FlowSource::Probe);
-        layer_stats(ctx, ws, row);
+        layer_stats(ctx.model.stack, ctx.model.stack_params(), ws, row);
     }
 
     /// The last probe's flow `[L][len]` and `len` (len 0 before the first).
@@ -100,13 +100,13 @@ impl Diagnostics {
     }
 }
 
-/// Per layer: spectral radius (square W_hh only) and σ_max of W_hh, and the forget gates of
-/// the window in `ws`.
-fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
-    let s = ctx.model.stack;
+/// Per layer of the stack `s` (parameters `params`): spectral radius (square W_hh only) and
+/// σ_max of W_hh, and the forget gates of the window in `ws`; appended to `row`'s per-layer
+/// columns.
+pub(crate) fn layer_stats(s: StackShape, params: &[f32], ws: &Workspace, row: &mut StepRow) {
     let mut rng = SplitMix64(row.step as u64);
     for l in 0..s.layers {
-        let w_hh = &ctx.model.params[s.layer_ranges(l).w_hh];
+        let w_hh = &params[s.layer_ranges(l).w_hh];
         let square = s.cell != Cell::Lstm;
         row.spectral_radius
             .push(square.then(|| spectral_radius(w_hh, s.hidden, &mut rng)));
