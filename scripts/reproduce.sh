@@ -4,11 +4,12 @@
 #
 #   scripts/reproduce.sh [--quick] [NAME...]
 #
-# NAME: pascanu-temporal-order, adding-lstm-vs-rnn, copy-t100, tinyshakespeare-truncation
-# (default: all four). --quick runs every spec with 20 steps instead (what CI does, to prove the
-# specs work; the numbers mean nothing). Results go to $OUT/<name> (default results/). The text
-# of tinyshakespeare-truncation is $TEXT (default ../shared/data/tinyshakespeare.txt); where it
-# is absent that reproduction is skipped, saying so. Reruns finish what is missing.
+# NAME: pascanu-temporal-order, adding-lstm-vs-rnn, copy-t100, tinyshakespeare-truncation,
+# seq2seq-reverse-source (default: all five). --quick runs every spec with 20 steps instead
+# (what CI does, to prove the specs work; the numbers mean nothing). Results go to
+# $OUT/<name> (default results/). The text of tinyshakespeare-truncation is $TEXT (default
+# ../shared/data/tinyshakespeare.txt); where it is absent that reproduction is skipped, saying
+# so. Reruns finish what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +25,7 @@ for arg in "$@"; do
     *) names+=("$arg") ;;
   esac
 done
-[ ${#names[@]} -gt 0 ] || names=(pascanu-temporal-order adding-lstm-vs-rnn copy-t100 tinyshakespeare-truncation)
+[ ${#names[@]} -gt 0 ] || names=(pascanu-temporal-order adding-lstm-vs-rnn copy-t100 tinyshakespeare-truncation seq2seq-reverse-source)
 [ -x "$GRADLAB" ] || cargo build --release
 mkdir -p "$OUT"
 

@@ -45,7 +45,7 @@ enum Command {
     Compact(sweep::CompactArgs),
     /// Tables (Markdown, LaTeX, CSV) and plots of a sweep, aggregated over seeds.
     Report(report::ReportArgs),
-    /// Generate text from a charlm or hello checkpoint.
+    /// Generate text from a charlm or hello checkpoint, or decode a source with a seq2seq one.
     Sample(tools::SampleArgs),
     /// Forward and backward of a stack on given tensors, to cross-check against any framework.
     Grad(tools::GradArgs),

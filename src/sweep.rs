@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gradlab_experiments::config::{thread_count, RunConfig};
+use gradlab_experiments::config::{thread_count, ModelKind, RunConfig};
 use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
 use gradlab_experiments::model::kernel_cell;
 use gradlab_experiments::store::RUN_FOLDERS;
@@ -287,10 +287,15 @@ fn run_cost(cfg: &RunConfig) -> f64 {
         hidden: cfg.hidden,
         layers: cfg.depth,
     };
+    // seq2seq: an encoder over the source and a decoder over the target, about seq_len each.
+    let t = match cfg.model {
+        ModelKind::Stack => cfg.seq_len,
+        ModelKind::Seq2seq => 2 * cfg.seq_len + 1,
+    };
     let evals = (cfg.steps / cfg.eval_every.max(1)) as f64;
-    let eval = stack.forward_flops(cfg.seq_len, cfg.eval_sequences) * evals
-        + stack.forward_flops(cfg.seq_len, cfg.eval_sequences.max(10_000));
-    stack.train_flops(cfg.seq_len, cfg.batch) * cfg.steps as f64 + eval
+    let eval = stack.forward_flops(t, cfg.eval_sequences) * evals
+        + stack.forward_flops(t, cfg.eval_sequences.max(10_000));
+    stack.train_flops(t, cfg.batch) * cfg.steps as f64 + eval
 }
 
 /// The work done and to do, to estimate the time left from the time spent.

@@ -6,37 +6,39 @@ use anyhow::{Context, Result};
 use clap::Args;
 use gradlab_experiments::config::{CellKind, Nonlinearity};
 use gradlab_experiments::model::sample::{sample, Decoding};
+use gradlab_experiments::model::seq2seq::sample_target;
 use gradlab_experiments::model::{checkpoint, grad, kernel_cell};
+use gradlab_experiments::task::seq2seq::example;
+use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::{Par, StackShape};
 
 #[derive(Args, Debug)]
 pub struct SampleArgs {
-    /// A checkpoint of a charlm or hello run.
+    /// A checkpoint of a charlm, hello or seq2seq (reverse, addition, copy-seq) run.
     #[arg(long, value_name = "FILE")]
     checkpoint: PathBuf,
-    /// Text to start from [default: the first character of the vocabulary].
+    /// Text to continue (charlm, hello) [default: the first character of the vocabulary].
     #[arg(long, value_name = "TEXT")]
     prime: Option<String>,
-    /// Sample from softmax(logits / T).
+    /// The source whose target a seq2seq model decodes, e.g. "123+4567=" (addition).
+    #[arg(long, value_name = "SOURCE", conflicts_with = "prime")]
+    input: Option<String>,
+    /// Sample from softmax(logits / T) [default: 1 for text; seq2seq decodes greedily unless
+    /// given].
     #[arg(
         long,
         value_name = "T",
         conflicts_with = "argmax",
-        default_value_t = 1.0,
         allow_negative_numbers = true
     )]
-    temperature: f32,
-    /// Always take the most likely character.
+    temperature: Option<f32>,
+    /// Always take the most likely character (seq2seq: what it does without --temperature).
     #[arg(long)]
     argmax: bool,
-    /// Characters to generate.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 200,
-        allow_negative_numbers = true
-    )]
-    len: usize,
+    /// Characters to generate [default: 200]; seq2seq: the most symbols to decode [default: the
+    /// task's longest target and its end symbol].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    len: Option<usize>,
     /// Seed of the sampling.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
@@ -44,6 +46,50 @@ pub struct SampleArgs {
 
 pub fn sample_cmd(a: SampleArgs) -> Result<()> {
     let ck = checkpoint::load(&a.checkpoint)?;
+    let path = a.checkpoint.display();
+    if ck.model.encoder.is_some() {
+        anyhow::ensure!(
+            a.prime.is_none(),
+            "--prime continues a text, but {path} is a seq2seq checkpoint: give the source to \
+             decode with --input SOURCE"
+        );
+        let Some(input) = &a.input else {
+            let example = ck
+                .config
+                .as_ref()
+                .filter(|c| c.task.is_seq2seq())
+                .map(|c| {
+                    let (source, _) = example(c.task, c.seq_len, &mut SplitMix64(a.seed));
+                    format!(
+                        ", e.g. --input '{source}' ({} with seq_len {})",
+                        c.task, c.seq_len
+                    )
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{path} is a seq2seq checkpoint: give the source to decode with --input \
+                 SOURCE{example}"
+            );
+        };
+        let decoding = a
+            .temperature
+            .map_or(Decoding::Argmax, Decoding::Temperature);
+        let out = sample_target(&ck, input, a.len, decoding, a.seed)
+            .with_context(|| format!("decoding with {path}"))?;
+        println!("{}", out.target);
+        if !out.ended {
+            eprintln!(
+                "note: the decoder emitted no end symbol within {} symbols (--len)",
+                out.target.chars().count()
+            );
+        }
+        return Ok(());
+    }
+    anyhow::ensure!(
+        a.input.is_none(),
+        "--input is the source of a seq2seq model, but {path} is a one-stack model: continue a \
+         text with --prime TEXT"
+    );
     let prime = match a.prime {
         Some(p) => p,
         None => ck
@@ -56,10 +102,10 @@ pub fn sample_cmd(a: SampleArgs) -> Result<()> {
     let decoding = if a.argmax {
         Decoding::Argmax
     } else {
-        Decoding::Temperature(a.temperature)
+        Decoding::Temperature(a.temperature.unwrap_or(1.0))
     };
-    let text = sample(&ck, &prime, a.len, decoding, a.seed)
-        .with_context(|| format!("sampling from {}", a.checkpoint.display()))?;
+    let text = sample(&ck, &prime, a.len.unwrap_or(200), decoding, a.seed)
+        .with_context(|| format!("sampling from {path}"))?;
     println!("{text}");
     Ok(())
 }

@@ -140,6 +140,101 @@ fn sample_from_a_hello_model_spells_hello() {
     );
 }
 
+#[test]
+fn a_seq2seq_run_saves_a_checkpoint_that_sample_decodes_from_input() {
+    // Catches `sample` that treats a seq2seq checkpoint as a text model, ignores --input, or
+    // takes the wrong flags without saying which to use.
+    let out = tmpdir("seq2seq");
+    let o = gradlab(&[
+        "run",
+        "--model",
+        "seq2seq",
+        "--task",
+        "addition",
+        "--seq-len",
+        "3",
+        "--cell",
+        "lstm",
+        "--hidden",
+        "16",
+        "--steps",
+        "30",
+        "--eval-every",
+        "1000",
+        "--eval-sequences",
+        "100",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    assert!(stdout.contains(": ok after 30 updates"), "{stdout}");
+    let runs = read_parquet(&files(&out, "runs")[0]).unwrap();
+    let get = |c: &str| runs.column(c).unwrap().get(0).unwrap().to_string();
+    assert_eq!(get("model"), "\"seq2seq\"");
+    assert_eq!(get("reverse_source"), "false");
+    let flow = read_parquet(&files(&out, "flow")[0]).unwrap();
+    let sources: std::collections::BTreeSet<String> = flow
+        .column("source")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect();
+    assert_eq!(sources, ["decoder", "encoder"].map(String::from).into());
+    let ck = files(&out, "checkpoints").remove(0);
+    let ck = ck.to_str().unwrap();
+    for args in [
+        &["--input", "12+345="][..],
+        &["--input", "12+345"],
+        &["--input", "7+7=", "--temperature", "0.5", "--seed", "3"],
+    ] {
+        let o = gradlab(&[&["sample", "--checkpoint", ck][..], args].concat());
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+        let decoded = text(&o.stdout);
+        let decoded = decoded.trim_end();
+        assert!(
+            decoded.len() <= 5 && decoded.chars().all(|c| c.is_ascii_digit()),
+            "{args:?}: {decoded:?}"
+        );
+    }
+    let fails = |args: &[&str], want: &str| {
+        let o = gradlab(&[&["sample", "--checkpoint", ck][..], args].concat());
+        let e = text(&o.stderr);
+        assert!(!o.status.success() && e.contains(want), "{args:?}: {e}");
+    };
+    fails(
+        &[],
+        "give the source to decode with --input SOURCE, e.g. --input '",
+    );
+    fails(&["--prime", "1"], "is a seq2seq checkpoint");
+    fails(
+        &["--input", "1234+5="],
+        "addition with seq_len 3 reads A+B= with 1 to 3 digits",
+    );
+    fails(
+        &["--input", "1+2", "--temperature", "0"],
+        "temperature must be",
+    );
+    let e = text(
+        &gradlab(&[
+            "run", "--model", "seq2seq", "--task", "adding", "--steps", "1",
+        ])
+        .stderr,
+    );
+    assert!(
+        e.contains("'model'") && e.contains("reverse, addition or copy-seq"),
+        "{e}"
+    );
+    let e = text(&gradlab(&["run", "--task", "reverse", "--steps", "1"]).stderr);
+    assert!(
+        e.contains("'task'") && e.contains("model = \"seq2seq\""),
+        "{e}"
+    );
+}
+
 /// Writes named f32 tensors to a safetensors file.
 fn write_tensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
     let t: Vec<(String, Vec<usize>, &[f32])> = tensors

@@ -125,6 +125,15 @@ pub enum CellKind {
     Gru,
 }
 
+/// The model: one recurrent stack read by the head (at every step, or at the last), or an
+/// encoder-decoder whose encoder's final state starts the decoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    Stack,
+    Seq2seq,
+}
+
 /// Non-linearity of a vanilla RNN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,7 +172,7 @@ macro_rules! serde_names {
         }
     )*};
 }
-serde_names!(TaskKind: "task", CellKind: "cell", Nonlinearity: "nonlinearity", OptimizerKind: "optimizer");
+serde_names!(TaskKind: "task", ModelKind: "model", CellKind: "cell", Nonlinearity: "nonlinearity", OptimizerKind: "optimizer");
 
 fn from_name<T: DeserializeOwned>(s: &str) -> Option<T> {
     T::deserialize(toml::Value::String(s.into())).ok()
@@ -481,10 +490,15 @@ macro_rules! run_config {
 run_config! {
     /// Name of the run (default results folder `results/<name>`); a sweep's name.
     name: String = "run".into(), "run name, default results folder";
-    task: TaskKind = TaskKind::Adding, "adding | copy | temporal-order | charlm | hello";
+    task: TaskKind = TaskKind::Adding, "adding | copy | temporal-order | charlm | hello | reverse | addition | copy-seq (seq2seq)";
+    /// `stack`: one recurrent stack and the head; `seq2seq`: an encoder reads the source, its
+    /// final state starts a decoder that emits the target (the tasks reverse, addition, copy-seq).
+    model: ModelKind = ModelKind::Stack, "stack | seq2seq (encoder-decoder, for reverse, addition, copy-seq)";
+    /// seq2seq: feed the source in reverse order (Sutskever et al. 2014).
+    reverse_source: bool = false, "seq2seq: feed the source reversed (true | false)";
     /// Sequence length T of generated sequences; for `copy` the delay, for `charlm` the window
-    /// of one update.
-    seq_len: usize = 100, "T of generated sequences (copy: the delay; charlm: window length)";
+    /// of one update, for the seq2seq tasks the source length L (addition: digits per number).
+    seq_len: usize = 100, "T of generated sequences (copy: the delay; charlm: window length; seq2seq: source length L, addition: max digits)";
     /// The text file of `charlm`.
     text: Option<PathBuf> = None, "text file of charlm";
     cell: CellKind = CellKind::Rnn, "rnn | lstm | gru";
@@ -499,7 +513,9 @@ run_config! {
     momentum: f64 = 0.0, "sgd momentum in [0, 1)";
     nesterov: bool = false, "sgd: Nesterov momentum (true | false)";
     lr_schedule: LrSchedule = LrSchedule::Constant, "constant | step:<every>:<gamma>";
-    truncation: Truncation = Truncation::Full, "full | k (TBPTT(k, k))";
+    /// TBPTT(k, k); for seq2seq, the encoder's backward stops k steps before the end of the
+    /// source (the decoder is backpropagated whole).
+    truncation: Truncation = Truncation::Full, "full | k (TBPTT(k, k); seq2seq: the encoder's last k steps)";
     /// TBPTT(k1, k2): every k1 time steps, backpropagate the losses of those k1 time steps k2
     /// time steps.
     truncation_k1: Option<usize> = None, "TBPTT(k1, k2): every k1 time steps ...";
@@ -675,6 +691,7 @@ impl RunConfig {
                 ),
             ));
         }
+        self.validate_model()?;
         let (k1, k2) = self.tbptt();
         if k1 > k2 {
             return Err(ConfigError::bad(
@@ -684,6 +701,62 @@ impl RunConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Checks that the model and the task go together: seq2seq trains on the source-target
+    /// tasks only, and they need it; `reverse_source` and the general TBPTT(k1, k2) form are
+    /// for one kind each.
+    fn validate_model(&self) -> Result<(), ConfigError> {
+        let seq2seq_tasks = "reverse, addition or copy-seq";
+        match (self.model, self.task.is_seq2seq()) {
+            (ModelKind::Seq2seq, false) => Err(ConfigError::bad(
+                "model",
+                "seq2seq",
+                format!(
+                    "the {} task has no source and target sequences: seq2seq trains on \
+                     {seq2seq_tasks}; for {} use model = \"stack\" (the default)",
+                    self.task, self.task
+                ),
+            )),
+            (ModelKind::Stack, true) => Err(ConfigError::bad(
+                "task",
+                self.task,
+                "a sequence-to-sequence task: it needs model = \"seq2seq\" (an encoder reads \
+                 the source, a decoder emits the target)",
+            )),
+            (ModelKind::Stack, false) if self.reverse_source => Err(ConfigError::bad(
+                "reverse_source",
+                true,
+                "only a seq2seq model reads a source to reverse: set model = \"seq2seq\" with \
+                 task reverse, addition or copy-seq, or leave reverse_source out",
+            )),
+            (ModelKind::Seq2seq, true)
+                if self.truncation_k1.is_some() || self.truncation_k2.is_some() =>
+            {
+                let key = if self.truncation_k1.is_some() {
+                    "truncation_k1"
+                } else {
+                    "truncation_k2"
+                };
+                Err(ConfigError::bad(
+                    key,
+                    self.truncation_k1
+                        .or(self.truncation_k2)
+                        .unwrap_or_default(),
+                    "seq2seq has one loss window (the decoder's) and truncates only the \
+                     encoder's backward: use truncation = k (the encoder's last k steps)",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Recurrent layers of the model: `depth`, or the encoder's and the decoder's of seq2seq.
+    pub fn recurrent_layers(&self) -> usize {
+        match self.model {
+            ModelKind::Stack => self.depth,
+            ModelKind::Seq2seq => 2 * self.depth,
+        }
     }
 
     /// The TBPTT(k1, k2) of this configuration in time steps; `full` is (∞, ∞) (`usize::MAX`),

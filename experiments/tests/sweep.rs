@@ -161,7 +161,8 @@ fn a_new_key_at_its_default_leaves_run_ids_unchanged() {
 fn the_defaults_behind_run_ids_are_pinned() {
     assert_eq!(
         RunConfig::default().to_toml(),
-        "name = \"run\"\ntask = \"adding\"\nseq_len = 100\ncell = \"rnn\"\nnonlinearity = \"tanh\"\n\
+        "name = \"run\"\ntask = \"adding\"\nmodel = \"stack\"\nreverse_source = false\n\
+         seq_len = 100\ncell = \"rnn\"\nnonlinearity = \"tanh\"\n\
          hidden = 50\ndepth = 1\nbatch = 20\nsteps = 2000\noptimizer = \"sgd\"\nlr = 0.01\n\
          momentum = 0.0\nnesterov = false\nlr_schedule = \"constant\"\ntruncation = \"full\"\n\
          clip = \"norm:1\"\ninit = \"default\"\nforget_bias = 1.0\nlog_every = 50\n\

@@ -6,7 +6,11 @@
 //! finite differences check the reference only for full BPTT; the reference then checks the
 //! trainer for every truncation.
 
+mod common;
+
 use std::ops::Range;
+
+use common::{assert_matches_finite_differences, assert_matches_reference};
 
 use gradlab_experiments::config::RunConfig;
 use gradlab_experiments::task::{Batch, Targets, NO_LABEL};
@@ -228,49 +232,25 @@ fn the_f64_reference_gradient_matches_finite_differences_of_the_full_bptt_loss()
     for (cell, depth, task) in CASES {
         let tr = trainer(cell, depth, task, "");
         let batch = tr.task.fresh_batch(&mut SplitMix64(9), 3);
-        let mut p: Vec<f64> = tr.model.params.iter().map(|&v| f64::from(v)).collect();
+        let p: Vec<f64> = tr.model.params.iter().map(|&v| f64::from(v)).collect();
         let (stack, output) = (tr.model.stack, tr.model.output);
-        let full = (usize::MAX, usize::MAX);
-        let (_, g) = reference_gradient(
-            Net {
-                stack,
-                output,
-                params: &p,
-            },
-            &batch,
-            full,
-        );
-        let eps = 1e-6;
-        for e in 0..p.len() {
-            let orig = p[e];
-            p[e] = orig + eps;
-            let plus = full_loss(
+        let net = |params| Net {
+            stack,
+            output,
+            params,
+        };
+        let (_, g) = reference_gradient(net(&p), &batch, (usize::MAX, usize::MAX));
+        let what = format!("{cell} depth {depth} {task}");
+        assert_matches_finite_differences(&what, &p, &g, |params| {
+            full_loss(
                 Net {
                     stack,
                     output,
-                    params: &p,
+                    params,
                 },
                 &batch,
-            );
-            p[e] = orig - eps;
-            let minus = full_loss(
-                Net {
-                    stack,
-                    output,
-                    params: &p,
-                },
-                &batch,
-            );
-            p[e] = orig;
-            let fd = (plus - minus) / (2.0 * eps);
-            assert!(
-                (g[e] - fd).abs() <= 1e-6 * (1.0 + g[e].abs()),
-                "{cell} depth {depth} {task}: parameter {e} of {}: reference {}, finite \
-                 differences {fd}",
-                p.len(),
-                g[e]
-            );
-        }
+            )
+        });
     }
 }
 
@@ -291,21 +271,8 @@ fn check_against_reference(truncation: &str, k: (usize, usize)) -> Vec<f64> {
                 params: &p,
             };
             let (want_loss, want) = reference_gradient(net, &batch, k);
-            let (loss, got) = tr.loss_and_gradient(&batch);
             let what = format!("{cell} depth {depth} {task} [{truncation}]");
-            assert!(
-                (loss - want_loss).abs() <= 1e-5 * want_loss.abs(),
-                "{what}: loss {loss}, reference {want_loss}"
-            );
-            let max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let tol = 1e-4 * max.max(1.0);
-            for (e, (&g, &r)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (f64::from(g) - r).abs() <= tol,
-                    "{what}: parameter {e} of {}: gradient {g}, reference {r} (tolerance {tol})",
-                    want.len()
-                );
-            }
+            assert_matches_reference(&what, tr.loss_and_gradient(&batch), (want_loss, &want));
             let (_, full) = reference_gradient(net, &batch, (usize::MAX, usize::MAX));
             full.iter()
                 .zip(&want)

@@ -1,7 +1,9 @@
 //! Checkpoints: safetensors files with PyTorch parameter names and shapes (`weight_ih_l0`, ...,
 //! `head.weight`, `head.bias`), so `nn.LSTM`/`nn.GRU`/`nn.RNN` and an `nn.Linear` head load them with
-//! `load_state_dict`, and gradlab loads PyTorch's. The run configuration (TOML) and, for text
-//! tasks, the vocabulary (JSON) travel in the metadata.
+//! `load_state_dict`, and gradlab loads PyTorch's. An encoder-decoder's stacks are
+//! `encoder.weight_ih_l0`, ..., `decoder.weight_ih_l0`, ...: a module with `encoder` and
+//! `decoder` RNNs and a `head`. The run configuration (TOML) and, for text tasks, the
+//! vocabulary (JSON) travel in the metadata.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -219,7 +221,15 @@ impl TensorFile {
     /// The names of the tensors of `shape` in this file (with its [`TensorFile::stack_prefix`]).
     /// Layers beyond the shape's are refused, named, rather than left unread.
     pub fn stack_names(&self, shape: StackShape) -> Result<Vec<String>, CheckpointError> {
-        let prefix = self.stack_prefix()?;
+        self.stack_names_under(&self.stack_prefix()?, shape)
+    }
+
+    /// [`TensorFile::stack_names`] of the stack whose tensors' names start with `prefix`.
+    pub fn stack_names_under(
+        &self,
+        prefix: &str,
+        shape: StackShape,
+    ) -> Result<Vec<String>, CheckpointError> {
         let file_layers = (0..)
             .take_while(|l| self.has(&format!("{prefix}weight_ih_l{l}")))
             .count();
@@ -228,7 +238,7 @@ impl TensorFile {
                 .names()
                 .into_iter()
                 .filter(|n| {
-                    n.strip_prefix(&prefix)
+                    n.strip_prefix(prefix)
                         .and_then(|n| n.rsplit_once("_l"))
                         .and_then(|(_, l)| l.parse::<usize>().ok())
                         .is_some_and(|l| l >= shape.layers)
@@ -308,11 +318,19 @@ impl TensorFile {
 
     /// The stack shape of the PyTorch parameters in this file (`nonlinearity` for an RNN).
     pub fn stack_shape(&self, nonlinearity: Nonlinearity) -> Result<StackShape, CheckpointError> {
+        self.stack_shape_under(&self.stack_prefix()?, nonlinearity)
+    }
+
+    /// [`TensorFile::stack_shape`] of the stack whose tensors' names start with `p`.
+    pub fn stack_shape_under(
+        &self,
+        p: &str,
+        nonlinearity: Nonlinearity,
+    ) -> Result<StackShape, CheckpointError> {
         let invalid = |reason: String| CheckpointError::Invalid {
             path: self.path.clone(),
             reason,
         };
-        let p = self.stack_prefix()?;
         let layers = (0..)
             .take_while(|l| self.has(&format!("{p}weight_ih_l{l}")))
             .count();
@@ -347,7 +365,16 @@ impl TensorFile {
     /// The stack's parameters in gradlab's flat layout (read under the file's stack prefix;
     /// layers beyond `shape`'s are an error).
     pub fn stack_params(&self, shape: StackShape) -> Result<Vec<f32>, CheckpointError> {
-        let names = self.stack_names(shape)?;
+        self.stack_params_under(&self.stack_prefix()?, shape)
+    }
+
+    /// [`TensorFile::stack_params`] of the stack whose tensors' names start with `prefix`.
+    pub fn stack_params_under(
+        &self,
+        prefix: &str,
+        shape: StackShape,
+    ) -> Result<Vec<f32>, CheckpointError> {
+        let names = self.stack_names_under(prefix, shape)?;
         let mut params = vec![0.0; shape.num_params()];
         for (name, (_, dims, range)) in names.iter().zip(shape.param_names()) {
             params[range].copy_from_slice(&self.f32(name, &dims)?);
@@ -401,8 +428,12 @@ impl TensorFile {
     }
 }
 
+/// The tensor-name prefixes of an encoder-decoder's two stacks.
+const SEQ2SEQ_PREFIXES: [&str; 2] = ["encoder.", "decoder."];
+
 /// Loads a checkpoint written by [`save`], or a PyTorch state dict of an nn.RNN/nn.LSTM/nn.GRU and
-/// one nn.Linear, whatever their module names (`rnn.weight_ih_l0`, `fc.weight`, ...). A tensor
+/// one nn.Linear, whatever their module names (`rnn.weight_ih_l0`, `fc.weight`, ...), or of an
+/// encoder-decoder (`encoder.weight_ih_l0`, `decoder.weight_ih_l0`, a linear head). A tensor
 /// with no place in the model is an error that names it.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let file = TensorFile::read(path)?;
@@ -430,27 +461,84 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let nonlinearity = config
         .as_ref()
         .map_or(Nonlinearity::Tanh, |c| c.nonlinearity);
-    let stack = file.stack_shape(nonlinearity)?;
-    let mut used = file.stack_names(stack)?;
-    let (head_w, head_b) = file.head_names(&used, stack.hidden)?;
-    let head = file.shape(&head_w)?;
-    if head.len() != 2 || head[1] != stack.hidden {
-        return Err(invalid(format!(
-            "{head_w} {head:?} must be (O, {})",
-            stack.hidden
-        )));
-    }
-    used.extend([head_w.clone(), head_b.clone()]);
-    file.refuse_others(&used, "a recurrent stack and one linear head")?;
-    let mut model = Model::new(stack, head[0]);
-    let n = stack.num_params();
-    model.params[..n].copy_from_slice(&file.stack_params(stack)?);
-    let (w, b) = model.head_ranges();
-    model.params[w].copy_from_slice(&file.f32(&head_w, &head)?);
-    model.params[b].copy_from_slice(&file.f32(&head_b, &[head[0]])?);
+    let seq2seq = SEQ2SEQ_PREFIXES
+        .iter()
+        .all(|p| file.has(&format!("{p}weight_ih_l0")));
+    let model = if seq2seq {
+        load_seq2seq(&file, nonlinearity)?
+    } else {
+        let stack = file.stack_shape(nonlinearity)?;
+        let mut used = file.stack_names(stack)?;
+        let (weight, bias) = read_head(&file, &mut used, stack.hidden)?;
+        file.refuse_others(&used, "a recurrent stack and one linear head")?;
+        let mut model = Model::new(stack, bias.len());
+        model.params[..stack.num_params()].copy_from_slice(&file.stack_params(stack)?);
+        set_head(&mut model, &weight, &bias);
+        model
+    };
     Ok(Checkpoint {
         model,
         config,
         vocab,
     })
+}
+
+/// An encoder-decoder from the tensors under `encoder.` and `decoder.` and a linear head.
+fn load_seq2seq(file: &TensorFile, nonlinearity: Nonlinearity) -> Result<Model, CheckpointError> {
+    let [enc, dec] = SEQ2SEQ_PREFIXES;
+    let (encoder, decoder) = (
+        file.stack_shape_under(enc, nonlinearity)?,
+        file.stack_shape_under(dec, nonlinearity)?,
+    );
+    if (encoder.cell, encoder.hidden, encoder.layers)
+        != (decoder.cell, decoder.hidden, decoder.layers)
+    {
+        return Err(file.invalid(format!(
+            "the encoder ({:?}, hidden {}, {} layers) and the decoder ({:?}, hidden {}, {} \
+             layers) differ: gradlab's decoder starts from the encoder's final state of every \
+             layer, so their cell, hidden size and depth must agree",
+            encoder.cell,
+            encoder.hidden,
+            encoder.layers,
+            decoder.cell,
+            decoder.hidden,
+            decoder.layers
+        )));
+    }
+    let mut used = file.stack_names_under(enc, encoder)?;
+    used.extend(file.stack_names_under(dec, decoder)?);
+    let (weight, bias) = read_head(file, &mut used, decoder.hidden)?;
+    file.refuse_others(&used, "an encoder, a decoder and one linear head")?;
+    let mut model = Model::seq2seq(encoder, decoder, bias.len());
+    model.params[..decoder.num_params()].copy_from_slice(&file.stack_params_under(dec, decoder)?);
+    let encoder_range = model
+        .encoder_range()
+        .expect("a seq2seq model has an encoder");
+    model.params[encoder_range].copy_from_slice(&file.stack_params_under(enc, encoder)?);
+    set_head(&mut model, &weight, &bias);
+    Ok(model)
+}
+
+/// The head's weight `(O, hidden)` and bias `(O)` among the tensors not in `used` (see
+/// [`TensorFile::head_names`]); their names are added to `used`.
+fn read_head(
+    file: &TensorFile,
+    used: &mut Vec<String>,
+    hidden: usize,
+) -> Result<(Vec<f32>, Vec<f32>), CheckpointError> {
+    let (head_w, head_b) = file.head_names(used, hidden)?;
+    let head = file.shape(&head_w)?;
+    if head.len() != 2 || head[1] != hidden {
+        return Err(file.invalid(format!("{head_w} {head:?} must be (O, {hidden})")));
+    }
+    let weight = file.f32(&head_w, &head)?;
+    let bias = file.f32(&head_b, &[head[0]])?;
+    used.extend([head_w, head_b]);
+    Ok((weight, bias))
+}
+
+fn set_head(model: &mut Model, weight: &[f32], bias: &[f32]) {
+    let (w, b) = model.head_ranges();
+    model.params[w].copy_from_slice(weight);
+    model.params[b].copy_from_slice(bias);
 }

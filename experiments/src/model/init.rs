@@ -6,7 +6,7 @@
 //! configuration refuses it for the others.
 
 use gradlab_kernels::rng::SplitMix64;
-use gradlab_kernels::Cell;
+use gradlab_kernels::{Cell, StackShape};
 
 use super::spectra::{orthonormalize_rows, spectral_radius};
 use super::Model;
@@ -18,7 +18,8 @@ const SMART_TANH_FAN_IN: usize = 15;
 const SMART_TANH_RADIUS: f64 = 0.95;
 
 /// Initialises every parameter of `model` as `init` says, then sets the LSTM forget-gate bias
-/// (`bias_ih` of the f block = `forget_bias`, `bias_hh` of it = 0, as PyTorch users do).
+/// (`bias_ih` of the f block = `forget_bias`, `bias_hh` of it = 0, as PyTorch users do), in
+/// every recurrent stack (the encoder's first, for seq2seq).
 pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut SplitMix64) {
     let h = model.stack.hidden;
     let bound = 1.0 / (h as f64).sqrt();
@@ -26,10 +27,23 @@ pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut Spl
     for p in model.params.iter_mut() {
         *p = rng.uniform(-bound, bound) as f32;
     }
-    let g = model.stack.cell.gates();
-    for l in 0..model.stack.layers {
-        let r = model.stack.layer_ranges(l);
-        let p = &mut model.params;
+    for (stack, at) in model.stacks() {
+        let p = &mut model.params[at..][..stack.num_params()];
+        initialize_stack(stack, p, init, forget_bias, rng);
+    }
+}
+
+/// The part of [`initialize`] for the parameters `p` of one stack.
+fn initialize_stack(
+    stack: StackShape,
+    p: &mut [f32],
+    init: Init,
+    forget_bias: f32,
+    rng: &mut SplitMix64,
+) {
+    let (h, g) = (stack.hidden, stack.cell.gates());
+    for l in 0..stack.layers {
+        let r = stack.layer_ranges(l);
         match init {
             Init::Default => {}
             Init::Normal(sd) => {
@@ -55,7 +69,7 @@ pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut Spl
                 }
             }
         }
-        if model.stack.cell == Cell::Lstm {
+        if stack.cell == Cell::Lstm {
             // A GRU has no forget gate: `forget_bias` does not apply to it (nor to an RNN).
             p[r.b_ih.start + h..r.b_ih.start + 2 * h].fill(forget_bias);
             p[r.b_hh.start + h..r.b_hh.start + 2 * h].fill(0.0);

@@ -1,5 +1,7 @@
 //! Sampling text from a `charlm` or `hello` checkpoint, one character at a time, with the
-//! state carried: the stack's forward step and the head's [`logits`], as in training.
+//! state carried: the stack's forward step and the head's [`logits`], as in training. How the
+//! next symbol is chosen ([`choose`]) is shared with the encoder-decoder's decoding
+//! ([`super::seq2seq`]).
 
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Workspace};
@@ -34,6 +36,44 @@ pub enum SampleError {
     EmptyPrime,
     #[error("temperature must be a finite number > 0, got {0}")]
     Temperature(f32),
+    #[error("the checkpoint has no gradlab.config metadata: decoding a seq2seq model needs its task (symbols and lengths)")]
+    NoConfig,
+    #[error("the checkpoint's task {0} is not a seq2seq task (reverse, addition, copy-seq)")]
+    NotSeq2seq(String),
+    #[error("the checkpoint's model does not fit its task {task} ({shapes})")]
+    TaskMismatch { task: String, shapes: String },
+    #[error(transparent)]
+    Source(#[from] crate::task::seq2seq::SourceError),
+}
+
+/// Refuses a temperature that is not finite and positive.
+pub fn check_decoding(decoding: Decoding) -> Result<(), SampleError> {
+    match decoding {
+        Decoding::Temperature(t) if !(t.is_finite() && t > 0.0) => Err(SampleError::Temperature(t)),
+        _ => Ok(()),
+    }
+}
+
+/// The class chosen from logits `z`: the most likely (the first of equals), or a draw from
+/// softmax(z / T).
+pub fn choose(z: &[f32], decoding: Decoding, rng: &mut SplitMix64) -> usize {
+    match decoding {
+        Decoding::Argmax => (0..z.len()).fold(0, |best, o| if z[o] > z[best] { o } else { best }),
+        Decoding::Temperature(t) => {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let p: Vec<f64> = z
+                .iter()
+                .map(|&zi| (f64::from(zi - max) / f64::from(t)).exp())
+                .collect();
+            let mut u = rng.uniform(0.0, p.iter().sum());
+            p.iter()
+                .position(|&pi| {
+                    u -= pi;
+                    u < 0.0
+                })
+                .unwrap_or(z.len() - 1)
+        }
+    }
 }
 
 /// `prime` followed by `len` sampled characters.
@@ -54,11 +94,7 @@ pub fn sample(
             output: m.output,
         });
     }
-    if let Decoding::Temperature(t) = decoding {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(SampleError::Temperature(t));
-        }
-    }
+    check_decoding(decoding)?;
     let ids: Vec<usize> = prime
         .chars()
         .map(|c| {
@@ -94,23 +130,7 @@ pub fn sample(
         feed(id, &mut z);
     }
     for _ in 0..len {
-        let next = match decoding {
-            Decoding::Argmax => (0..v).fold(0, |best, o| if z[o] > z[best] { o } else { best }),
-            Decoding::Temperature(t) => {
-                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let p: Vec<f64> = z
-                    .iter()
-                    .map(|&zi| (f64::from(zi - max) / f64::from(t)).exp())
-                    .collect();
-                let mut u = rng.uniform(0.0, p.iter().sum());
-                p.iter()
-                    .position(|&pi| {
-                        u -= pi;
-                        u < 0.0
-                    })
-                    .unwrap_or(v - 1)
-            }
-        };
+        let next = choose(&z, decoding, &mut rng);
         out.push(vocab[next]);
         feed(next, &mut z);
     }

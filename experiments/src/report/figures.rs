@@ -1,6 +1,7 @@
 //! The report's figures from its data: loss curves (mean and min–max band over seeds), the
-//! gradient norm against lag of the last untruncated probe (log scale) and over training step
-//! and lag (a heatmap), the Lyapunov spectrum and the largest singular value of the Jacobian
+//! gradient norm against lag of the last untruncated profile (log scale: a stack's probe, or a
+//! seq2seq encoder's flow against its distance from the decoder) and over training step and lag
+//! (a heatmap), the Lyapunov spectrum and the largest singular value of the Jacobian
 //! ∂h_t/∂h_{t−k} against k at the end of training (`spectrum` table, where the runs have it),
 //! and success rate against truncation and clipping (Wilson bands), drawn by [`super::plot`]
 //! and [`super::heatmap`].
@@ -151,13 +152,22 @@ pub fn draw_all(
     }
 
     if let Some(flow) = read_all(dirs, "flow")? {
-        // The last untruncated probe of each run's top layer.
+        // The last untruncated profile of each run's top layer.
         let probe = last_probe(&flow)?;
         let rows = xy(&probe, "lag", "grad_norm")?;
+        let sources: Vec<String> = strings(&probe, "source")?;
+        let x_label = match (
+            sources.iter().any(|s| s == "probe"),
+            sources.iter().any(|s| s == "encoder"),
+        ) {
+            (false, true) => "lag (encoder steps before the decoder)",
+            (true, true) => "lag (steps before the loss; seq2seq: before the decoder)",
+            _ => "lag (steps before the loss)",
+        };
         figures.push(Figure::Lines(Chart {
             file: "gradient_vs_lag".into(),
             title: "‖∂L/∂h_t‖ at the end of training, top layer (geometric mean over seeds)".into(),
-            x_label: "lag (steps before the loss)".into(),
+            x_label: x_label.into(),
             y_label: "‖∂L/∂h_t‖, top layer".into(),
             log_x: false,
             log_y: true,
@@ -224,10 +234,18 @@ fn last_of_top_layer(df: &DataFrame, selected: &[bool]) -> PolarsResult<Vec<bool
         .collect())
 }
 
-/// Whether each row of `flow` is of the untruncated probe.
+/// The flow sources that hold a run's untruncated profile: a stack's probe (the last step's
+/// loss through the whole window), a seq2seq encoder's flow (the whole loss across the
+/// bottleneck into every source step). A run has one or the other.
+const PROFILE_SOURCES: [&str; 2] = ["probe", "encoder"];
+
+/// Whether each row of `flow` is of a run's untruncated profile ([`PROFILE_SOURCES`]).
 fn probe_rows(flow: &DataFrame) -> PolarsResult<Vec<bool>> {
     let source = flow.column("source")?.str()?;
-    Ok(source.iter().map(|s| s == Some("probe")).collect())
+    Ok(source
+        .iter()
+        .map(|s| s.is_some_and(|s| PROFILE_SOURCES.contains(&s)))
+        .collect())
 }
 
 /// The rows of `flow` of each run's last probe of its top layer.

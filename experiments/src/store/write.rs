@@ -79,7 +79,10 @@ pub fn write_run(
 ) -> std::io::Result<()> {
     let [runs, steps, layers, flow, spectrum] = run_paths(dir, id);
     write_parquet(&steps, steps_frame(id, &record.logged))?;
-    write_parquet(&layers, layers_frame(id, &record.logged, cfg.depth))?;
+    write_parquet(
+        &layers,
+        layers_frame(id, &record.logged, cfg.recurrent_layers()),
+    )?;
     write_parquet(&flow, flow_frame(id, &record.flow))?;
     write_parquet(&spectrum, spectrum_frame(id, &record.spectrum))?;
     write_parquet(&runs, runs_frame(id, cfg, record, prov))

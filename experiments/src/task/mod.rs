@@ -5,8 +5,10 @@
 //! machine. Inputs are time-major one-hot (or real) vectors `[T][B][I]`; targets are either one
 //! regression value per sequence at its last time step, or a class per time step with
 //! [`NO_LABEL`] where no loss is taken. The synthetic generators are in [`synthetic`], the text
-//! ones in [`text`].
+//! ones in [`text`], the sequence-to-sequence ones (a source for the encoder, a target for the
+//! decoder) in [`seq2seq`].
 
+pub mod seq2seq;
 pub mod synthetic;
 pub mod text;
 
@@ -26,6 +28,9 @@ pub enum TaskKind {
     TemporalOrder,
     Charlm,
     Hello,
+    Reverse,
+    Addition,
+    CopySeq,
 }
 
 impl TaskKind {
@@ -50,15 +55,27 @@ impl TaskKind {
             TaskKind::Copy | TaskKind::Hello => "accuracy",
             TaskKind::TemporalOrder => "error rate",
             TaskKind::Charlm => "bits/char",
+            TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => "exact match",
         }
     }
 
+    /// Whether the task maps a source to a target (the encoder-decoder's tasks).
+    pub fn is_seq2seq(self) -> bool {
+        matches!(
+            self,
+            TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq
+        )
+    }
+
     /// The task's success criterion on its metric (None: charlm has none): adding MSE < 0.01,
-    /// copy accuracy >= 0.99, temporal-order error < 1%, hello all correct.
+    /// copy accuracy >= 0.99, temporal-order error < 1%, hello all correct, the seq2seq tasks
+    /// exact match >= 0.99.
     pub fn criterion(self) -> Option<Criterion> {
         match self {
             TaskKind::Adding | TaskKind::TemporalOrder => Some(Criterion::Below(0.01)),
-            TaskKind::Copy => Some(Criterion::AtLeast(0.99)),
+            TaskKind::Copy | TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => {
+                Some(Criterion::AtLeast(0.99))
+            }
             TaskKind::Hello => Some(Criterion::AtLeast(1.0)),
             TaskKind::Charlm => None,
         }
@@ -168,6 +185,18 @@ pub struct Batch {
     /// `[T][B][I]`.
     pub x: Vec<f32>,
     pub targets: Targets,
+    /// The encoder's input of a seq2seq task (`x` and `targets` are then the decoder's, under
+    /// teacher forcing); `None` for the other tasks.
+    pub source: Option<Source>,
+}
+
+/// The source sequences of a seq2seq batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    /// Time steps T_src.
+    pub time_steps: usize,
+    /// `[T_src][B][I_src]`.
+    pub x: Vec<f32>,
 }
 
 impl Batch {
@@ -198,6 +227,8 @@ pub struct Task {
     /// copy task, the window of charlm).
     pub seq_len: usize,
     pub corpus: Option<Corpus>,
+    /// seq2seq tasks: feed the source reversed (Sutskever et al. 2014).
+    pub reverse_source: bool,
     /// charlm: the position of each training stream in the training text.
     streams: Vec<usize>,
 }
@@ -215,37 +246,64 @@ impl Task {
             kind,
             seq_len,
             corpus,
+            reverse_source: false,
             streams: Vec::new(),
         })
     }
 
-    /// Time steps T of one sequence (one window for charlm).
+    /// Time steps T of one sequence (one window for charlm; the decoder's T_dec for seq2seq).
     pub fn time_steps(&self) -> usize {
         match self.kind {
             TaskKind::Copy => self.seq_len + 2 * synthetic::COPY_LEN,
             TaskKind::Hello => synthetic::HELLO.len() - 1,
+            k if k.is_seq2seq() => seq2seq::target_steps(k, self.seq_len),
             _ => self.seq_len,
         }
     }
 
-    /// Width of an input vector.
+    /// Width of an input vector (the decoder's for seq2seq: the target symbols and the start
+    /// symbol).
     pub fn input_size(&self) -> usize {
         match self.kind {
             TaskKind::Adding => 2,
             TaskKind::Copy => synthetic::COPY_SYMBOLS + 2,
             TaskKind::TemporalOrder => synthetic::TO_DISTRACTORS + 2,
             TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
+            k => seq2seq::target_symbols(k).len() + 1,
         }
     }
 
-    /// Width of an output vector (classes, or 1 for regression).
+    /// Width of an output vector (classes, or 1 for regression; seq2seq: the target symbols and
+    /// the end symbol).
     pub fn output_size(&self) -> usize {
         match self.kind {
             TaskKind::Adding => 1,
             TaskKind::Copy => synthetic::COPY_SYMBOLS + 1,
             TaskKind::TemporalOrder => 4,
             TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
+            k => seq2seq::target_symbols(k).len() + 1,
         }
+    }
+
+    /// seq2seq: the encoder's time steps T_src and input width (0 and 0 for the other tasks).
+    pub fn source_shape(&self) -> (usize, usize) {
+        match self.kind {
+            k if k.is_seq2seq() => (
+                seq2seq::source_steps(k, self.seq_len),
+                seq2seq::source_symbols(k).chars().count(),
+            ),
+            _ => (0, 0),
+        }
+    }
+
+    /// seq2seq: the symbols of the source and of the target (None for the other tasks).
+    pub fn seq2seq_symbols(&self) -> Option<(&'static str, &'static str)> {
+        self.kind.is_seq2seq().then(|| {
+            (
+                seq2seq::source_symbols(self.kind),
+                seq2seq::target_symbols(self.kind),
+            )
+        })
     }
 
     fn vocab_len(&self) -> usize {
@@ -289,6 +347,7 @@ impl Task {
             TaskKind::Charlm => {
                 panic!("charlm batches come from train_batch and validation_windows")
             }
+            k => seq2seq::batch(k, self.seq_len, self.reverse_source, rng, b),
         }
     }
 
@@ -319,17 +378,18 @@ impl Task {
     }
 
     /// Whether a prediction at time step `step` counts towards the metric (copy: the recall
-    /// steps).
+    /// steps; seq2seq: none, its metric is per sequence, counted by the greedy decoding).
     pub fn scored(&self, step: usize) -> bool {
         match self.kind {
             TaskKind::Copy => step >= self.time_steps() - synthetic::COPY_LEN,
+            k if k.is_seq2seq() => false,
             _ => true,
         }
     }
 
     /// The task metric from accumulated evaluation: adding MSE, copy accuracy on the recalled
-    /// symbols, temporal-order error rate, charlm validation bits per character, hello accuracy.
-    /// NaN when nothing was scored.
+    /// symbols, temporal-order error rate, charlm validation bits per character, hello accuracy,
+    /// the seq2seq tasks' exact-match rate of greedy decoding. NaN when nothing was scored.
     pub fn metric(&self, acc: &MetricAcc) -> f64 {
         let accuracy = if acc.scored == 0 {
             f64::NAN
@@ -339,6 +399,7 @@ impl Task {
         match self.kind {
             TaskKind::Adding => acc.loss(),
             TaskKind::Copy | TaskKind::Hello => accuracy,
+            TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => accuracy,
             TaskKind::TemporalOrder => 1.0 - accuracy,
             TaskKind::Charlm => acc.loss() / std::f64::consts::LN_2,
         }
@@ -359,7 +420,8 @@ pub struct MetricAcc {
     /// Σ loss over loss terms, and their count.
     pub loss_sum: f64,
     pub loss_terms: usize,
-    /// Correct predictions (classification) over scored predictions.
+    /// Correct predictions (classification) over scored predictions; for seq2seq, sequences
+    /// decoded exactly over sequences decoded.
     pub correct: usize,
     pub scored: usize,
 }

@@ -46,6 +46,7 @@ pub fn adding(rng: &mut SplitMix64, t: usize, b: usize) -> Batch {
         batch: b,
         x,
         targets: Targets::Last(y),
+        source: None,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn copy(rng: &mut SplitMix64, t: usize, b: usize, i: usize) -> Batch {
         batch: b,
         x,
         targets: Targets::Classes(labels),
+        source: None,
     }
 }
 
@@ -106,6 +108,7 @@ pub fn temporal_order(rng: &mut SplitMix64, t: usize, b: usize, i: usize) -> Bat
         batch: b,
         x,
         targets: Targets::Classes(labels),
+        source: None,
     }
 }
 

@@ -159,5 +159,6 @@ pub(super) fn text_batch(ids: &[u32], streams: &[usize], t: usize, vocab: usize)
         batch: b,
         x,
         targets: Targets::Classes(labels),
+        source: None,
     }
 }

@@ -20,7 +20,7 @@
 use gradlab_kernels::norm::global_norm;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::Workspace;
-use gradlab_kernels::Cell;
+use gradlab_kernels::{Cell, StackShape};
 
 use super::engine::{Backprop, Ctx, Engine, Scored};
 use super::record::{push_flow, FlowRow, FlowSource, StepRow};
@@ -100,7 +100,7 @@ impl Diagnostics {
         (row.norm_ratio_mean, row.norm_ratio_min) =
             norm_preservation(&self.bp.flow()[(layers - 1) * t..layers * t]);
         push_flow(flow, row.step, self.bp.flow(), t, FlowSource::Probe);
-        layer_stats(ctx, ws, row);
+        layer_stats(ctx.model.stack, ctx.model.stack_params(), ws, row);
     }
 
     /// The last probe's flow `[L][len]` and `len` (len 0 before the first).
@@ -109,13 +109,14 @@ impl Diagnostics {
     }
 }
 
-/// Per layer: spectral radius (square W_hh only: an RNN's) and σ_max of W_hh, and the gates that
-/// keep the previous state (LSTM f, GRU z) over the window in `ws`.
-fn layer_stats(ctx: Ctx<'_>, ws: &Workspace, row: &mut StepRow) {
-    let s = ctx.model.stack;
+/// Per layer of the stack `s` (parameters `params`): spectral radius (square W_hh only) and
+/// σ_max of W_hh, the gates that keep the previous state (LSTM f, GRU z) over the window in
+/// `ws`, and the distance of W_hh from orthogonality; appended to `row`'s per-layer
+/// columns.
+pub(crate) fn layer_stats(s: StackShape, params: &[f32], ws: &Workspace, row: &mut StepRow) {
     let mut rng = SplitMix64(row.step as u64);
     for l in 0..s.layers {
-        let w_hh = &ctx.model.params[s.layer_ranges(l).w_hh];
+        let w_hh = &params[s.layer_ranges(l).w_hh];
         let square = s.cell.gates() == 1;
         row.spectral_radius
             .push(square.then(|| spectral_radius(w_hh, s.hidden, &mut rng)));

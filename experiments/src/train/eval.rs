@@ -14,7 +14,7 @@ use crate::task::MetricAcc;
 pub const FINAL_EVAL_SEQUENCES: usize = 10_000;
 
 /// Sequences per evaluation batch, at least.
-const EVAL_BATCH: usize = 64;
+pub(crate) const EVAL_BATCH: usize = 64;
 
 /// The evaluation's buffers, made on first use and reused.
 #[derive(Debug)]

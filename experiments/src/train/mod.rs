@@ -1,7 +1,8 @@
 //! Training (DESIGN.md "Training semantics" and "Diagnostics"): the loop of one run.
 //!
 //! One update is one window of the task (fresh sequences, or the next `seq_len` characters of
-//! each text stream with the state carried) through the TBPTT [`engine`], clipping, and one
+//! each text stream with the state carried) through the TBPTT [`engine`] (or, for the
+//! encoder-decoder, one batch of source-target pairs through [`seq2seq`]), clipping, and one
 //! optimiser step ([`optim`]). Every `log_every` updates a row is logged with the
 //! [`diagnostics`], and at the updates `diag_every` names also with the Jacobian [`spectrum`];
 //! every `eval_every` updates, and at the end, the model is evaluated
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod eval;
 pub mod optim;
 pub mod record;
+pub mod seq2seq;
 pub mod spectrum;
 
 use std::time::{Instant, SystemTime};
@@ -22,7 +24,7 @@ use gradlab_kernels::norm::{clip_global_norm, clip_value, global_norm};
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::{Par, StackShape};
 
-use crate::config::{Clip, ConfigError, RunConfig};
+use crate::config::{Clip, ConfigError, ModelKind, RunConfig};
 use crate::model::init::initialize;
 use crate::model::{kernel_cell, Model};
 use crate::task::{Batch, Task, TextError};
@@ -30,7 +32,8 @@ use diagnostics::{decay_rate, Diagnostics};
 use engine::{Ctx, Engine};
 use eval::{Evaluator, FINAL_EVAL_SEQUENCES};
 use optim::Optimizer;
-use record::{push_flow, FlowSource, Outcome, RunRecord, Status, StepRow};
+use record::{push_flow, FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow};
+use seq2seq::Seq2SeqEngine;
 use spectrum::SpectrumDiag;
 
 /// Why a run could not start.
@@ -51,33 +54,96 @@ pub struct Trainer {
     pub par: Par,
     opt: Optimizer,
     rng: SplitMix64,
-    engine: Engine,
-    diag: Diagnostics,
+    net: Net,
+    /// The Jacobian spectra of a stack (`None`: turned off, or seq2seq).
     spectrum: Option<SpectrumDiag>,
-    eval: Evaluator,
+}
+
+/// What computes the gradient, the diagnostics and the evaluation of the model's kind.
+#[derive(Debug)]
+enum Net {
+    /// One stack read by the head: TBPTT windows.
+    Stack {
+        engine: Box<Engine>,
+        diag: Box<Diagnostics>,
+        eval: Box<Evaluator>,
+    },
+    /// Encoder-decoder: source-target batches.
+    Seq2Seq(Box<Seq2SeqEngine>),
+}
+
+impl Net {
+    fn grads(&self) -> &[f32] {
+        match self {
+            Net::Stack { engine, .. } => engine.grads(),
+            Net::Seq2Seq(s) => s.grads(),
+        }
+    }
+
+    fn grads_mut(&mut self) -> &mut [f32] {
+        match self {
+            Net::Stack { engine, .. } => engine.grads_mut(),
+            Net::Seq2Seq(s) => s.grads_mut(),
+        }
+    }
+
+    /// The untruncated gradient-flow profile of the last logged update, `[L][len]`, and `len`
+    /// (0 before any): the probe of a stack, the encoder's flow of seq2seq.
+    fn profile(&self) -> (&[f32], usize) {
+        match self {
+            Net::Stack { diag, .. } => diag.last_probe(),
+            Net::Seq2Seq(s) => s.profile(),
+        }
+    }
 }
 
 impl Trainer {
     /// Validates `cfg`, sets up its task, and initialises the model from `cfg.seed`.
     pub fn new(cfg: RunConfig, par: Par) -> Result<Self, TrainError> {
         cfg.validate()?;
-        let task = Task::new(cfg.task, cfg.seq_len, cfg.text.as_deref())?;
+        let mut task = Task::new(cfg.task, cfg.seq_len, cfg.text.as_deref())?;
+        task.reverse_source = cfg.reverse_source;
         let stack = StackShape {
             cell: kernel_cell(cfg.cell, cfg.nonlinearity),
             input: task.input_size(),
             hidden: cfg.hidden,
             layers: cfg.depth,
         };
-        let mut model = Model::new(stack, task.output_size());
+        let (t_src, i_src) = task.source_shape();
+        let mut model = match cfg.model {
+            ModelKind::Stack => Model::new(stack, task.output_size()),
+            ModelKind::Seq2seq => {
+                let encoder = StackShape {
+                    input: i_src,
+                    ..stack
+                };
+                Model::seq2seq(encoder, stack, task.output_size())
+            }
+        };
         let mut rng = SplitMix64(cfg.seed);
         initialize(&mut model, cfg.init, cfg.forget_bias, &mut rng);
         let (t, b) = (task.time_steps(), cfg.batch);
+        let net = match cfg.model {
+            ModelKind::Stack => Net::Stack {
+                engine: Box::new(Engine::new(&model, cfg.tbptt(), t, b)),
+                diag: Box::new(Diagnostics::new(&model, t, b)),
+                eval: Box::new(Evaluator::new(b)),
+            },
+            // Validation leaves seq2seq the one truncation k = k1 = k2.
+            ModelKind::Seq2seq => Net::Seq2Seq(Box::new(Seq2SeqEngine::new(
+                &model,
+                (t_src, t),
+                b,
+                cfg.tbptt().1,
+            ))),
+        };
         Ok(Trainer {
             opt: Optimizer::new(&cfg, model.params.len()),
-            engine: Engine::new(&model, cfg.tbptt(), t, b),
-            diag: Diagnostics::new(&model, t, b),
-            spectrum: SpectrumDiag::new(&model, &task, cfg.seed, cfg.lyapunov_steps),
-            eval: Evaluator::new(b),
+            net,
+            spectrum: match cfg.model {
+                ModelKind::Stack => SpectrumDiag::new(&model, &task, cfg.seed, cfg.lyapunov_steps),
+                ModelKind::Seq2seq => None,
+            },
             par,
             rng,
             cfg,
@@ -86,38 +152,59 @@ impl Trainer {
         })
     }
 
-    /// Floating-point work of one update (forward and backward of the stack).
+    /// Floating-point work of one update (forward and backward of the stack, or of the
+    /// encoder and the decoder).
     pub fn flops_per_update(&self) -> f64 {
-        self.model
-            .stack
-            .train_flops(self.task.time_steps(), self.cfg.batch)
+        let b = self.cfg.batch;
+        let encoder = self
+            .model
+            .encoder
+            .map_or(0.0, |e| e.train_flops(self.task.source_shape().0, b));
+        self.model.stack.train_flops(self.task.time_steps(), b) + encoder
     }
 
     /// The model and task as the engine, diagnostics and evaluation see them, beside those
     /// (borrowed apart).
-    fn parts(&mut self) -> (Ctx<'_>, &mut Engine, &mut Diagnostics, &mut Evaluator) {
+    fn parts(&mut self) -> (Ctx<'_>, &mut Net) {
         let ctx = Ctx {
             model: &self.model,
             task: &self.task,
             par: self.par,
         };
-        (ctx, &mut self.engine, &mut self.diag, &mut self.eval)
+        (ctx, &mut self.net)
     }
 
     /// The mean loss of `batch` and its gradient (truncated as configured, before clipping),
     /// from the current parameters and the carried state, which it then advances.
     pub fn loss_and_gradient(&mut self, batch: &Batch) -> (f64, &[f32]) {
-        let (ctx, engine, _, _) = self.parts();
-        let acc = engine.window(ctx, batch);
-        (acc.loss(), self.engine.grads())
+        let acc = match self.parts() {
+            (ctx, Net::Stack { engine, .. }) => engine.window(ctx, batch),
+            (ctx, Net::Seq2Seq(s)) => s.window(ctx, batch),
+        };
+        (acc.loss(), self.net.grads())
     }
 
     /// The task's loss and metric on `n` evaluation sequences (see
     /// [`Task::evaluation_batches`]); the model is not changed.
     pub fn evaluate(&mut self, n: usize) -> crate::task::MetricAcc {
         let seed = self.cfg.seed;
-        let (ctx, _, _, eval) = self.parts();
-        eval.evaluate(ctx, n, seed)
+        match self.parts() {
+            (ctx, Net::Stack { eval, .. }) => eval.evaluate(ctx, n, seed),
+            (ctx, Net::Seq2Seq(s)) => s.evaluate(ctx, n, seed),
+        }
+    }
+
+    /// The diagnostics of the logged update `row.step`, which trained on `batch`: the
+    /// diagnostic columns of `row`, and its gradient flow appended to `flow`.
+    fn diagnose(&mut self, batch: &Batch, row: &mut StepRow, flow: &mut Vec<FlowRow>) {
+        match self.parts() {
+            (ctx, Net::Stack { engine, diag, .. }) => {
+                let (train_flow, len) = engine.flow();
+                push_flow(flow, row.step, train_flow, len, FlowSource::Train);
+                diag.diagnose(ctx, engine, batch, row, flow);
+            }
+            (ctx, Net::Seq2Seq(s)) => s.diagnose(ctx, batch, row, flow),
+        }
     }
 
     /// Trains for `cfg.steps` updates (or until divergence), evaluates, and returns the record.
@@ -127,11 +214,11 @@ impl Trainer {
         let (mut logged, mut flow, mut spectra) = (Vec::new(), Vec::new(), Vec::new());
         let (mut clipped_updates, mut diverged_at, mut best_loss) = (0usize, None, f64::INFINITY);
         let mut updates = 0;
-        let s = self.model.stack;
+        let layers = self.model.layer_ranges();
         for step in 0..self.cfg.steps {
             let batch = self.task.train_batch(&mut self.rng, self.cfg.batch);
             let (loss, _) = self.loss_and_gradient(&batch);
-            let grads = self.engine.grads();
+            let grads = self.net.grads();
             let grad_norm = global_norm(&[grads]);
             let mut row = StepRow {
                 step,
@@ -139,11 +226,9 @@ impl Trainer {
                 grad_norm,
                 grad_norm_clipped: grad_norm,
                 lr: self.opt.lr(step),
-                grad_norm_layers: (0..s.layers)
-                    .map(|l| {
-                        let r = s.layer_ranges(l);
-                        global_norm(&[&grads[r.w_ih.start..r.b_hh.end]])
-                    })
+                grad_norm_layers: layers
+                    .iter()
+                    .map(|r| global_norm(&[&grads[r.clone()]]))
                     .collect(),
                 ..StepRow::default()
             };
@@ -157,15 +242,12 @@ impl Trainer {
             let measure = self.cfg.measures_spectrum(step);
             let mut log = step.is_multiple_of(self.cfg.log_every) || last || measure;
             if log {
-                let (train_flow, len) = self.engine.flow();
-                push_flow(&mut flow, step, train_flow, len, FlowSource::Train);
-                let (ctx, engine, diag, _) = self.parts();
-                diag.diagnose(ctx, engine, &batch, &mut row, &mut flow);
+                self.diagnose(&batch, &mut row, &mut flow);
             }
             if let Some(spectrum) = self.spectrum.as_mut().filter(|_| measure) {
                 spectrum.measure(&self.model, &mut row, &mut spectra);
             }
-            let grads = self.engine.grads_mut();
+            let grads = self.net.grads_mut();
             (row.grad_norm_clipped, row.clipped) = match self.cfg.clip {
                 Clip::None => (grad_norm, false),
                 Clip::Norm(tau) => {
@@ -207,7 +289,7 @@ impl Trainer {
             }
         };
         let wall = start.elapsed().as_secs_f64();
-        let (probe, probe_len) = self.diag.last_probe();
+        let (probe, probe_len) = self.net.profile();
         let outcome = Outcome {
             status: if diverged_at.is_some() {
                 Status::Diverged
@@ -224,7 +306,7 @@ impl Trainer {
             success,
             diverged_at_step: diverged_at,
             clip_fraction: clipped_updates as f64 / updates.max(1) as f64,
-            decay_rate: decay_rate(probe, s.layers, probe_len),
+            decay_rate: decay_rate(probe, self.model.stack.layers, probe_len),
             steps: updates,
             started_at,
             wall_seconds: wall,

@@ -92,6 +92,11 @@ pub enum FlowSource {
     Train,
     /// The final time step's loss backpropagated through the whole window without truncation.
     Probe,
+    /// seq2seq: the whole loss backpropagated through the decoder and across the bottleneck
+    /// into every encoder step, without truncation (lag: steps before the end of the source).
+    Encoder,
+    /// seq2seq: the decoder's steps (lag: steps before the end of the decoder's window).
+    Decoder,
 }
 
 impl FlowSource {
@@ -99,6 +104,8 @@ impl FlowSource {
         match self {
             FlowSource::Train => "train",
             FlowSource::Probe => "probe",
+            FlowSource::Encoder => "encoder",
+            FlowSource::Decoder => "decoder",
         }
     }
 }
