@@ -212,7 +212,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         o.clip_fraction, o.decay_rate
     );
     println!(
-        "results: {}/{{runs,steps,layers,flow}}/{id}.parquet, checkpoint: {}",
+        "results: {}/{{runs,steps,layers,flow,spectrum}}/{id}.parquet, checkpoint: {}",
         dir.display(),
         ck.display()
     );
