@@ -76,6 +76,15 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
+/// Writes the transpose of the `rows × cols` row-major `a` into `t` (`cols × rows`).
+fn transpose_into(a: &[f64], rows: usize, cols: usize, t: &mut [f64]) {
+    for (i, row) in a.chunks_exact(cols).enumerate().take(rows) {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+}
+
 /// Orthonormalises the `rows` rows (each `cols` long) of `q` in order by Gram-Schmidt with a
 /// second pass ("twice is enough": orthogonal to working precision), and writes into `norms` the
 /// norm each row had after orthogonalisation, before it was normalised: the diagonal of R in
@@ -174,11 +183,7 @@ impl Lyapunov {
     pub fn push(&mut self, j: &[f64]) {
         let n = self.n;
         assert_eq!(j.len(), n * n, "Lyapunov::push: a map must be {n} × {n}");
-        for r in 0..n {
-            for c in 0..n {
-                self.jt[c * n + r] = j[r * n + c];
-            }
-        }
+        transpose_into(j, n, n, &mut self.jt);
         // (J Q)ᵀ = Qᵀ Jᵀ: the image of each frame vector is a row.
         let shape = GemmShape { m: n, k: n, n };
         dgemm(shape, &self.frame, &self.jt, &mut self.image);
@@ -230,11 +235,7 @@ pub fn singular_values(a: &[f64], rows: usize, cols: usize) -> Vec<f64> {
         (rows, cols, a.to_vec())
     } else {
         let mut t = vec![0.0; rows * cols];
-        for i in 0..rows {
-            for j in 0..cols {
-                t[j * rows + i] = a[i * cols + j];
-            }
-        }
+        transpose_into(a, rows, cols, &mut t);
         (cols, rows, t)
     };
     let scale = m.iter().fold(0.0f64, |s, x| s.max(x.abs()));
@@ -288,12 +289,10 @@ pub fn orthogonality_distance(w: &[f32], gates: usize, h: usize) -> f64 {
     let mut sum = 0.0;
     let (mut block, mut block_t, mut gram) = (vec![0.0; h * h], vec![0.0; h * h], vec![0.0; h * h]);
     for g in w.chunks_exact(h * h) {
-        for (i, row) in g.chunks_exact(h).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                block[i * h + j] = f64::from(v);
-                block_t[j * h + i] = f64::from(v);
-            }
+        for (b, &v) in block.iter_mut().zip(g) {
+            *b = f64::from(v);
         }
+        transpose_into(&block, h, h, &mut block_t);
         dgemm(GemmShape { m: h, k: h, n: h }, &block_t, &block, &mut gram);
         for i in 0..h {
             gram[i * h + i] -= 1.0;
