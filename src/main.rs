@@ -123,6 +123,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<gradlab_experiments::interrupt::Interrupted>() => {
+            let i = e
+                .downcast_ref::<gradlab_experiments::interrupt::Interrupted>()
+                .expect("checked");
+            eprintln!("{i}");
+            ExitCode::from(gradlab_experiments::interrupt::exit_code(i.signal) as u8)
+        }
         Err(e) => {
             eprintln!("error: {}", error_message(&e));
             ExitCode::FAILURE

@@ -7,10 +7,12 @@ use anyhow::{Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
 use gradlab_experiments::fs::prepare_output_dir;
+use gradlab_experiments::interrupt::{self, Interrupted};
 use gradlab_experiments::model::checkpoint;
 use gradlab_experiments::store::{self, checkpoint_path, Provenance, RUN_FOLDERS};
 use gradlab_experiments::sweep::run_id;
-use gradlab_experiments::train::Trainer;
+use gradlab_experiments::train::resume::{self, Checkpointing};
+use gradlab_experiments::train::{Control, RunEnd, Trainer};
 use gradlab_kernels::Par;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -22,6 +24,8 @@ pub struct RunArgs {
     overrides: Vec<(String, String)>,
     out: Option<PathBuf>,
     threads: Option<usize>,
+    /// `--resume DIR`: continue the run whose checkpoint is in DIR.
+    resume: Option<PathBuf>,
 }
 
 fn flag(key: &str) -> &'static str {
@@ -51,6 +55,14 @@ impl Args for RunArgs {
                     .value_name("DIR")
                     .value_parser(clap::value_parser!(PathBuf))
                     .help("Results folder [default: results/<name>]"),
+            )
+            .arg(
+                Arg::new("resume")
+                    .long("resume")
+                    .value_name("DIR")
+                    .value_parser(clap::value_parser!(PathBuf))
+                    .conflicts_with_all(["config", "out"])
+                    .help("Continue the run whose mid-run checkpoint is in the results folder DIR: its configuration comes from the checkpoint (other checkpoint_* or labels may be set; a key that changes the run is refused)"),
             )
             .arg(
                 Arg::new("threads")
@@ -91,6 +103,7 @@ impl FromArgMatches for RunArgs {
             out: m.get_one::<PathBuf>("out").cloned(),
             threads: m.get_one::<usize>("threads").copied(),
             overrides: Vec::new(),
+            resume: m.get_one::<PathBuf>("resume").cloned(),
         };
         for &key in KEYS.iter() {
             if let Some(v) = m.get_one::<String>(key) {
@@ -114,8 +127,12 @@ impl FromArgMatches for RunArgs {
     }
 }
 
-/// The configuration from the file and overrides, validated.
+/// The configuration from the file (or `base`, or the defaults) and overrides, validated.
 pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
+    config_over(args, None)
+}
+
+fn config_over(args: &RunArgs, base: Option<RunConfig>) -> Result<RunConfig> {
     let mut cfg = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -123,7 +140,7 @@ pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
             RunConfig::from_toml(&text)
                 .with_context(|| format!("in the config file {}", path.display()))?
         }
-        None => RunConfig::default(),
+        None => base.unwrap_or_default(),
     };
     for (k, v) in &args.overrides {
         cfg.set(k, v)
@@ -139,12 +156,78 @@ pub fn out_dir(out: &Option<PathBuf>, name: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new("results").join(name))
 }
 
+/// `--resume DIR`: the configuration of the one run with a mid-run checkpoint in `dir`.
+fn resumed_config(dir: &Path) -> Result<RunConfig> {
+    let ids = resume::checkpointed(dir).with_context(|| {
+        format!(
+            "cannot list the checkpoints in {}",
+            dir.join("checkpoints").display()
+        )
+    })?;
+    let id = match ids.len() {
+        0 => anyhow::bail!(
+            "{} has no mid-run checkpoint (checkpoints/<run_id>.partial): its run completed, or \
+             stopped before its first checkpoint; run it again with the same configuration",
+            dir.display()
+        ),
+        1 => ids.first().expect("one").clone(),
+        n => anyhow::bail!(
+            "{} holds mid-run checkpoints of {n} runs ({}); it is a sweep's folder: continue it \
+             with gradlab sweep {}/sweep.toml --out {}",
+            dir.display(),
+            ids.iter().cloned().collect::<Vec<_>>().join(", "),
+            dir.display(),
+            dir.display()
+        ),
+    };
+    if let Some(cfg) = resume::config_of(&resume::resume_path(dir, &id)) {
+        return Ok(cfg);
+    }
+    anyhow::bail!(
+        "the checkpoint of run {id} in {} is damaged (and so is the one before it); run it \
+         again from the start with its configuration",
+        dir.display()
+    )
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
-    let cfg = load_config(&args)?;
+    let (cfg, dir) = match &args.resume {
+        Some(dir) => {
+            let saved = resumed_config(dir)?;
+            let cfg = config_over(&args, Some(saved.clone()))?;
+            if cfg.identity_toml() != saved.identity_toml() {
+                anyhow::bail!(
+                    "--resume {}: the overrides change the run (only checkpoint_every, \
+                     checkpoint_seconds, tags and note may change); run it under a new \
+                     configuration without --resume",
+                    dir.display()
+                );
+            }
+            (cfg, dir.clone())
+        }
+        None => {
+            let cfg = load_config(&args)?;
+            let dir = out_dir(&args.out, &cfg.name);
+            (cfg, dir)
+        }
+    };
     let threads = thread_count(args.threads, "--threads")?.get();
-    let dir = out_dir(&args.out, &cfg.name);
-    prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
-    let mut trainer = Trainer::new(cfg.clone(), Par::rayon(threads))?;
+    prepare_output_dir(
+        &dir,
+        args.out.is_none() && args.resume.is_none(),
+        &RUN_FOLDERS,
+    )?;
+    let id = run_id(&cfg);
+    let checkpoint = Checkpointing::of(&cfg, resume::resume_path(&dir, &id));
+    let (mut trainer, from, skipped) =
+        Trainer::resumed(cfg.clone(), Par::rayon(threads), &checkpoint.path)?;
+    for e in &skipped {
+        eprintln!("warning: {e}; not used");
+    }
+    if let Some(step) = from {
+        eprintln!("run {id}: continues from its checkpoint at update {step}");
+    }
+    interrupt::install().context("cannot install the signal handlers")?;
     let steps = cfg.steps as u64;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(steps);
@@ -158,9 +241,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         None
     };
+    if let Some(bar) = &bar {
+        bar.set_position(from.unwrap_or(0) as u64);
+    }
     let every = (steps / 10).max(1);
-    let record = crate::with_threads(Some(threads), "--threads", |_| {
-        trainer.run(|step, loss| {
+    let ctl = Control {
+        checkpoint: Some(&checkpoint),
+        stop: &|| interrupt::requested().is_some(),
+    };
+    let end = crate::with_threads(Some(threads), "--threads", |_| {
+        trainer.run_with(&ctl, |step, loss| {
             let done = step as u64 + 1;
             match &bar {
                 Some(bar) => {
@@ -173,13 +263,33 @@ pub fn run(args: RunArgs) -> Result<()> {
                 None => {}
             }
         })
-    })?;
+    })?
+    .with_context(|| format!("cannot write the checkpoint {}", checkpoint.path.display()))?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let id = run_id(&cfg);
+    let record = match end {
+        RunEnd::Finished(record) => record,
+        RunEnd::Interrupted { next_step, .. } => {
+            return Err(Interrupted {
+                signal: interrupt::requested().unwrap_or(0),
+                what: format!(
+                    "run {id} checkpointed at update {next_step} of {steps} in {}",
+                    checkpoint.path.display()
+                ),
+                resume: format!("gradlab run --resume {}", dir.display()),
+            }
+            .into())
+        }
+    };
     store::write_run(&dir, &id, &cfg, &record, &Provenance::current(&cfg.name))
         .with_context(|| format!("cannot write the results to {}", dir.display()))?;
+    resume::remove(&checkpoint.path).with_context(|| {
+        format!(
+            "cannot remove the finished run's {}",
+            checkpoint.path.display()
+        )
+    })?;
     let ck = checkpoint_path(&dir, &id);
     let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
     checkpoint::save(&ck, &trainer.model, Some(&cfg), vocab)

@@ -42,9 +42,17 @@ pub struct SlurmArgs {
     /// Node features a task needs (sbatch --constraint), e.g. 'avx512&ib'
     #[arg(long, value_name = "C", requires = "slurm")]
     constraint: Option<String>,
-    /// Let Slurm requeue a preempted or failed task (sbatch --requeue); complete runs are kept
-    #[arg(long, requires = "slurm")]
-    requeue: bool,
+    /// Seconds before the time limit at which Slurm warns a task (sbatch
+    /// --signal=B:USR1@<seconds>): its runs checkpoint and the task requeues itself, to
+    /// continue where it stopped (0: no warning; a task killed at its limit is resubmitted by
+    /// running the same `gradlab sweep --slurm` again)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        requires = "slurm",
+        default_value_t = 120
+    )]
+    signal_before: u32,
     /// Any other sbatch option, written as an #SBATCH line (repeatable), e.g.
     /// --sbatch-arg=--gres=gpu:1 --sbatch-arg '--mail-type=END'
     #[arg(
@@ -71,8 +79,11 @@ impl SlurmArgs {
         .into_iter()
         .filter_map(|(flag, v)| v.as_ref().map(|v| format!("--{flag}={v}")))
         .collect();
-        if self.requeue {
+        if self.signal_before > 0 {
+            // Tasks requeue themselves (and Slurm may requeue a preempted one): complete runs
+            // are kept and checkpointed ones continue.
             args.push("--requeue".into());
+            args.push(format!("--signal=B:USR1@{}", self.signal_before));
         }
         for arg in &self.sbatch_arg {
             if !arg.starts_with('-') {
@@ -93,6 +104,28 @@ impl SlurmArgs {
         Ok(lines)
     }
 }
+
+/// The end of the array script, after gradlab started in the background: Slurm's warning
+/// (USR1, to this shell only) and a stop (TERM) are passed on to gradlab, which checkpoints its
+/// runs and exits 128 + the signal; after the warning the task requeues itself, and its next
+/// start continues from the checkpoints. `wait` returns early when a trapped signal arrives,
+/// so it waits again until gradlab has exited.
+const REQUEUE_ON_WARNING: &str = r#"pid=$!
+trapped=0
+trap 'trapped=1; kill -USR1 "$pid" 2>/dev/null' USR1
+trap 'trapped=1; kill -TERM "$pid" 2>/dev/null' TERM
+while :; do
+  trapped=0
+  wait "$pid"
+  rc=$?
+  [ "$trapped" = 1 ] || break
+done
+if [ "$rc" -eq 138 ]; then
+  echo "gradlab: checkpointed before the time limit; requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+  scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+fi
+exit "$rc"
+"#;
 
 /// A word for a POSIX shell, quoted.
 fn quote(s: &str) -> String {
@@ -120,7 +153,14 @@ fn ranges(indices: &[usize]) -> String {
 
 /// Writes the array script into `dir/slurm/` and submits the tasks whose shard has runs still
 /// missing (all of them the first time), so resubmitting finishes only what is missing.
-pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> Result<()> {
+/// `flags`: options every task's `gradlab sweep` gets (e.g. ` --save-weights`).
+pub fn submit(
+    a: &SlurmArgs,
+    dir: &Path,
+    runs: &[PlannedRun],
+    flags: &str,
+    dry_run: bool,
+) -> Result<()> {
     if a.cpus_per_task == 0 {
         bail!("--cpus-per-task must be at least 1");
     }
@@ -171,6 +211,7 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
          #SBATCH --job-name=gradlab-{name}\n\
          #SBATCH --array=0-{last}\n\
          #SBATCH --output={out}/%A_%a.out\n\
+         #SBATCH --open-mode=append\n\
          #SBATCH --chdir={cwd}\n\
          #SBATCH --cpus-per-task={cpus}\n",
         dir = dir.display(),
@@ -182,8 +223,8 @@ pub fn submit(a: &SlurmArgs, dir: &Path, runs: &[PlannedRun], dry_run: bool) -> 
     );
     script += &directives;
     script += &format!(
-        "set -eu\nexec {exe} sweep {spec} --out {dir} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\" \
-         --shard \"$SLURM_ARRAY_TASK_ID/{n}\"\n",
+        "set -u\n{exe} sweep {spec} --out {dir} --jobs \"${{SLURM_CPUS_PER_TASK:-1}}\" \
+         --shard \"$SLURM_ARRAY_TASK_ID/{n}\"{flags} &\n{REQUEUE_ON_WARNING}",
         exe = quote(&exe.to_string_lossy()),
         spec = quote(&dir.join("sweep.toml").to_string_lossy()),
         dir = quote(&dir.to_string_lossy()),
@@ -260,7 +301,7 @@ mod tests {
             qos: Some("high".into()),
             mem: Some("4G".into()),
             constraint: Some("avx512&ib".into()),
-            requeue: true,
+            signal_before: 90,
             sbatch_arg: vec!["--gres=gpu:1".into(), "--mail-type=END".into()],
             ..SlurmArgs::default()
         };
@@ -268,7 +309,8 @@ mod tests {
             a.directives().unwrap(),
             "#SBATCH --partition=short\n#SBATCH --time=1:00:00\n#SBATCH --account=proj42\n\
              #SBATCH --qos=high\n#SBATCH --mem=4G\n#SBATCH --constraint=avx512&ib\n\
-             #SBATCH --requeue\n#SBATCH --gres=gpu:1\n#SBATCH --mail-type=END\n"
+             #SBATCH --requeue\n#SBATCH --signal=B:USR1@90\n#SBATCH --gres=gpu:1\n\
+             #SBATCH --mail-type=END\n"
         );
         assert_eq!(SlurmArgs::default().directives().unwrap(), "");
     }

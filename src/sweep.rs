@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use gradlab_experiments::config::{thread_count, ModelKind, RunConfig};
 use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
+use gradlab_experiments::interrupt::{self, Interrupted};
 use gradlab_experiments::model::kernel_cell;
 use gradlab_experiments::store::RUN_FOLDERS;
 use gradlab_experiments::store::{self, Provenance};
@@ -18,6 +19,7 @@ use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, SPEC_
 use gradlab_experiments::sweep::{
     self, Event, PlannedRun, RunnerOptions, Spec, SpecChange, SweepDir, SweepStatus,
 };
+use gradlab_experiments::train::resume;
 use gradlab_kernels::StackShape;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -73,6 +75,10 @@ pub struct SweepArgs {
     /// Stop starting runs after the first failure
     #[arg(long)]
     pub fail_fast: bool,
+    /// Keep each run's final parameters as checkpoints/<run_id>.safetensors (PyTorch names;
+    /// `gradlab sample` and scripts/load_checkpoint.py read them)
+    #[arg(long)]
+    pub save_weights: bool,
     /// Make this spec the results folder's even though it drops complete runs of the spec
     /// already there (kept as sweep.toml.replaced-<time>; no result file is removed)
     #[arg(long)]
@@ -173,12 +179,21 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         })?;
     }
     if args.slurm.slurm {
-        slurm::submit(&args.slurm, &dir, &runs, args.dry_run)?;
+        let flags = if args.save_weights {
+            " --save-weights"
+        } else {
+            ""
+        };
+        slurm::submit(&args.slurm, &dir, &runs, flags, args.dry_run)?;
         return Ok(dir);
     }
 
     let done = store::completed_ids(&dir)
         .with_context(|| format!("cannot read the results in {}", dir.display()))?;
+    resume::remove_stale(&dir, &done)
+        .with_context(|| format!("cannot remove old checkpoints in {}", dir.display()))?;
+    let checkpointed = resume::checkpointed(&dir)
+        .with_context(|| format!("cannot list the checkpoints in {}", dir.display()))?;
     let todo: Vec<&PlannedRun> = mine
         .iter()
         .copied()
@@ -188,12 +203,18 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         Some(s) => format!(" (shard {s}: {} runs)", mine.len()),
         None => String::new(),
     };
+    let resuming = todo.iter().filter(|r| checkpointed.contains(&r.id)).count();
     println!(
-        "sweep {}: {} runs{part}, {} already complete, {} to run on {jobs} threads -> {}",
+        "sweep {}: {} runs{part}, {} already complete, {} to run{} on {jobs} threads -> {}",
         spec.name,
         runs.len(),
         mine.len() - todo.len(),
         todo.len(),
+        if resuming > 0 {
+            format!(" ({resuming} from their checkpoints)")
+        } else {
+            String::new()
+        },
         dir.display()
     );
     if todo.is_empty() {
@@ -202,13 +223,40 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
     let opts = RunnerOptions {
         jobs,
         fail_fast: args.fail_fast,
+        save_weights: args.save_weights,
     };
+    interrupt::install().context("cannot install the signal handlers")?;
     let report = Reporter::new(&todo);
     let summary = sweep::execute(&dir, &todo, &opts, &Provenance::current(&spec.name), &|e| {
         report.event(e)
     })
     .context("could not start the sweep's threads")?;
     report.finish();
+    if let Some(signal) =
+        interrupt::requested().filter(|_| summary.interrupted + summary.not_started > 0)
+    {
+        let shard = match &args.shard {
+            Some(s) => format!(" --shard {s}"),
+            None => String::new(),
+        };
+        return Err(Interrupted {
+            signal,
+            what: format!(
+                "{} runs finished, {} checkpointed mid-run, {} not started; every finished run \
+                 and checkpoint is kept in {}",
+                summary.finished,
+                summary.interrupted,
+                summary.not_started,
+                dir.display()
+            ),
+            resume: format!(
+                "gradlab sweep {} --out {}{shard}",
+                dir.join(SPEC_FILE).display(),
+                dir.display(),
+            ),
+        }
+        .into());
+    }
     println!(
         "{} runs finished ({} diverged), {} failed{} in {:.1} s; results in {}",
         summary.finished,
@@ -359,9 +407,34 @@ impl Reporter {
         }
     }
 
+    /// Prints a line above the bar (or on stderr without one).
+    fn note(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     fn event(&self, e: Event) {
         let (run, line) = match e {
             Event::Started(_) => return,
+            Event::Resumed(run, step) => {
+                return self.note(format!(
+                    "{} {}: continues from its checkpoint at update {step}",
+                    run.id,
+                    run.label()
+                ))
+            }
+            Event::CheckpointSkipped(run, error) => {
+                return self.note(format!("{} {}: {error}; not used", run.id, run.label()))
+            }
+            Event::Interrupted(run, step) => {
+                return self.note(format!(
+                    "{} {}: stopped; checkpoint at update {step}",
+                    run.id,
+                    run.label()
+                ))
+            }
             Event::Finished(run, o) => (
                 run,
                 format!(

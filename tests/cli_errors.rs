@@ -258,7 +258,10 @@ fn slurm_options_reach_the_job_script() {
         "4G",
         "--constraint",
         "avx512",
-        "--requeue",
+        "--signal-before",
+        "90",
+        "--set",
+        "checkpoint_every=500",
         "--sbatch-arg=--gres=gpu:1",
         "--sbatch-arg",
         "--mail-type=END",
@@ -269,11 +272,14 @@ fn slurm_options_reach_the_job_script() {
         "#SBATCH --mem=4G",
         "#SBATCH --constraint=avx512",
         "#SBATCH --requeue",
+        "#SBATCH --signal=B:USR1@90",
         "#SBATCH --gres=gpu:1",
         "#SBATCH --mail-type=END",
     ] {
         assert!(o.lines().any(|l| l == line), "{line} missing:\n{o}");
     }
+    // The tasks requeue themselves after the warning.
+    assert!(o.contains("scontrol requeue"), "{o}");
     let e = fails(&["sweep", s(&spec), "--account", "x"]);
     assert!(e.contains("--slurm"), "{e}");
 }

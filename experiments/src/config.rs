@@ -7,7 +7,7 @@
 //! values with a message that names the key, the value and what is allowed.
 //!
 //! [`RunConfig::identity_toml`] is the canonical form a run's identity is hashed from: keys at
-//! their default value and the [`LABEL_KEYS`] are left out, so adding a key with a default
+//! their default value and the [`NON_IDENTITY_KEYS`] are left out, so adding a key with a default
 //! never changes an existing run's identity.
 
 use std::fmt;
@@ -531,16 +531,21 @@ run_config! {
     /// Input steps the Lyapunov exponents average over, after 100 warm-up steps (0: no spectra).
     lyapunov_steps: usize = 500, "steps the Lyapunov exponents average over (0: no spectra)";
     seed: u64 = 0, "seed of initialisation and data";
+    /// Mid-run checkpoints every N updates (0: by time only); not part of the run's identity.
+    checkpoint_every: usize = 0, "mid-run checkpoint every N updates (0: by time only; not part of run_id)";
+    /// Mid-run checkpoints at least every S seconds of training (0: by count only).
+    checkpoint_seconds: f64 = 30.0, "mid-run checkpoint at least every S seconds (0: by count only; not part of run_id)";
     /// Labels recorded in the `runs` table; not part of the run's identity.
     tags: Tags = Tags::default(), "labels: a list, or comma-separated (recorded, not part of run_id)";
     /// A free-text note recorded in the `runs` table; not part of the run's identity.
     note: String = String::new(), "free-text note (recorded, not part of run_id)";
 }
 
-/// Keys that describe a run without changing it: recorded in the `runs` table, left out of
-/// [`RunConfig::identity_toml`] (so relabelling finished runs does not run them again), and
-/// never sweep axes.
-pub const LABEL_KEYS: [&str; 2] = ["tags", "note"];
+/// Keys that describe or operate a run without changing its results (its labels, and how
+/// often it checkpoints): recorded in the `runs` table, left out of
+/// [`RunConfig::identity_toml`] (so relabelling finished runs does not run them again, and a
+/// checkpoint continues under other checkpoint settings), and never sweep axes.
+pub const NON_IDENTITY_KEYS: [&str; 4] = ["tags", "note", "checkpoint_every", "checkpoint_seconds"];
 
 impl RunConfig {
     /// Parses a TOML run configuration (unknown keys are errors).
@@ -567,7 +572,7 @@ impl RunConfig {
     /// of the results' contract and pinned by a test.)
     pub fn identity_toml(&self) -> String {
         let mut values = self.to_table();
-        values.retain(|k, _| !LABEL_KEYS.contains(&k));
+        values.retain(|k, _| !NON_IDENTITY_KEYS.contains(&k));
         identity_toml(&values, &RunConfig::default().to_table())
     }
 
@@ -631,6 +636,13 @@ impl RunConfig {
                 "seq_len",
                 self.seq_len,
                 format!("must be at least {min_len} for {:?}", self.task),
+            ));
+        }
+        if !(self.checkpoint_seconds.is_finite() && self.checkpoint_seconds >= 0.0) {
+            return Err(ConfigError::bad(
+                "checkpoint_seconds",
+                self.checkpoint_seconds,
+                "must be a finite number of seconds >= 0 (0: by count only)",
             ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {

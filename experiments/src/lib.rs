@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod fs;
+pub mod interrupt;
 pub mod model;
 pub mod report;
 pub mod store;

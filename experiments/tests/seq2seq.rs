@@ -629,6 +629,7 @@ fn a_seq2seq_sweep_reports_exact_match_and_the_encoder_gradient_against_lag() {
     let opts = RunnerOptions {
         jobs: 2,
         fail_fast: true,
+        ..RunnerOptions::default()
     };
     let refs: Vec<&PlannedRun> = runs.iter().collect();
     let summary = execute(&dir, &refs, &opts, &Provenance::current("s2s"), &|_| {}).unwrap();

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::config::{KEYS, LABEL_KEYS};
+use crate::config::{KEYS, NON_IDENTITY_KEYS};
 use crate::sweep::SweepDirError;
 use crate::task::TaskKind;
 use aggregate::{aggregate, SweepData};
@@ -97,7 +97,7 @@ impl Default for Options {
     }
 }
 
-/// Keys a report never groups by (nor [`LABEL_KEYS`]): seeds are what it aggregates over, a
+/// Keys a report never groups by (nor [`NON_IDENTITY_KEYS`]): seeds are what it aggregates over, a
 /// name does not change a run.
 const NOT_GROUPS: [&str; 2] = ["seed", "name"];
 
@@ -116,8 +116,9 @@ fn swept_keys(sources: &[Source], runs: &DataFrame) -> Vec<String> {
         }
     }
     for &k in KEYS {
-        let skip =
-            NOT_GROUPS.contains(&k) || LABEL_KEYS.contains(&k) || keys.iter().any(|x| x == k);
+        let skip = NOT_GROUPS.contains(&k)
+            || NON_IDENTITY_KEYS.contains(&k)
+            || keys.iter().any(|x| x == k);
         if !skip
             && runs
                 .column(k)
@@ -162,7 +163,7 @@ impl Options {
         let groupable: Vec<&str> = KEYS
             .iter()
             .copied()
-            .filter(|k| !NOT_GROUPS.contains(k) && !LABEL_KEYS.contains(k))
+            .filter(|k| !NOT_GROUPS.contains(k) && !NON_IDENTITY_KEYS.contains(k))
             .chain(["source"])
             .collect();
         for key in &by {

@@ -2,6 +2,12 @@
 //! store, or recorded in `failed/<run_id>.json` if it fails or panics while the others go on.
 //! Small models run one per thread; a model above [`PARALLEL_FLOPS`] per update splits its
 //! kernels over the threads instead (results are bit-identical either way).
+//!
+//! Every run writes mid-run checkpoints (`checkpoints/<run_id>.partial`, [`resume`]) and
+//! continues from its newest readable one, so a sweep killed and started again finishes each
+//! run with the rows it would have had; the checkpoint is removed once the run's results are
+//! written. After a signal ([`crate::interrupt`]) no run starts, and runs in flight checkpoint
+//! and stop.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,7 +20,8 @@ use gradlab_kernels::Par;
 use super::expand::PlannedRun;
 use crate::store::{self, Provenance};
 use crate::train::record::Outcome;
-use crate::train::{TrainError, Trainer};
+use crate::train::resume::{self, Checkpointing, ResumeError};
+use crate::train::{Control, RunEnd, TrainError, Trainer};
 
 /// Above this many FLOPs per update (about 10 ms on one core), a run splits its kernels over
 /// the sweep's threads; below it, runs go one per core, which wastes nothing on
@@ -22,19 +29,29 @@ use crate::train::{TrainError, Trainer};
 pub const PARALLEL_FLOPS: f64 = 1e9;
 
 /// How to run a sweep's runs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RunnerOptions {
     /// Threads (runs at once for small models).
     pub jobs: usize,
     /// Stop starting runs after the first failure.
     pub fail_fast: bool,
+    /// Keep each run's final parameters as `checkpoints/<run_id>.safetensors` (PyTorch names,
+    /// as `gradlab run` writes them); its mid-run checkpoint is removed either way.
+    pub save_weights: bool,
 }
 
 /// What the runner reports as runs start and end (from its worker threads).
 #[derive(Debug)]
 pub enum Event<'a> {
     Started(&'a PlannedRun),
+    /// Continues from its checkpoint at this update.
+    Resumed(&'a PlannedRun, usize),
+    /// A checkpoint that could not be used (the run continues from an older one, or starts
+    /// over).
+    CheckpointSkipped(&'a PlannedRun, &'a ResumeError),
     Finished(&'a PlannedRun, &'a Outcome),
+    /// Stopped by a signal before this update, after checkpointing.
+    Interrupted(&'a PlannedRun, usize),
     Failed(&'a PlannedRun, &'a RunError),
 }
 
@@ -44,8 +61,10 @@ pub struct Summary {
     pub finished: usize,
     pub diverged: usize,
     pub failed: usize,
-    /// Runs not started because `fail_fast` stopped the sweep.
+    /// Runs not started because `fail_fast` or a signal stopped the sweep.
     pub not_started: usize,
+    /// Runs stopped by a signal after checkpointing.
+    pub interrupted: usize,
 }
 
 /// Testing hook (feature `test-hooks` only): a run_id whose run panics
@@ -111,13 +130,14 @@ pub fn execute(
             scope.spawn(|_| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(run) = runs.get(i) else { break };
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || crate::interrupt::requested().is_some() {
                     lock(&summary).not_started += 1;
                     continue;
                 }
                 on_event(Event::Started(run));
-                match run_one(dir, run, opts.jobs, prov) {
-                    Ok(outcome) => {
+                match run_one(dir, run, opts, prov, on_event) {
+                    Ok(None) => lock(&summary).interrupted += 1,
+                    Ok(Some(outcome)) => {
                         {
                             let mut s = lock(&summary);
                             s.finished += 1;
@@ -143,28 +163,56 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Trains and stores one run on up to `jobs` threads; a panic or error becomes
+/// Trains (or continues) and stores one run on up to `opts.jobs` threads: its outcome, or
+/// `None` when a signal stopped it after a checkpoint. A panic or error becomes
 /// `failed/<run_id>.json` and an `Err`.
 fn run_one(
     dir: &Path,
     run: &PlannedRun,
-    jobs: usize,
+    opts: &RunnerOptions,
     prov: &Provenance,
-) -> Result<Outcome, RunError> {
-    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome, RunError> {
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Option<Outcome>, RunError> {
+    let result = catch_unwind(AssertUnwindSafe(|| -> Result<Option<Outcome>, RunError> {
         injected_panic(&run.id);
-        let mut trainer = Trainer::new(run.config.clone(), Par::Seq)?;
-        if trainer.flops_per_update() >= PARALLEL_FLOPS {
-            trainer.par = Par::rayon(jobs);
+        let path = resume::resume_path(dir, &run.id);
+        let (mut trainer, from, skipped) = Trainer::resumed(run.config.clone(), Par::Seq, &path)?;
+        for e in &skipped {
+            on_event(Event::CheckpointSkipped(run, e));
         }
-        let record = trainer.run(|_, _| {});
-        store::write_run(dir, &run.id, &run.config, &record, prov).map_err(|source| {
-            RunError::Write {
-                dir: dir.to_path_buf(),
-                source,
+        if let Some(step) = from {
+            on_event(Event::Resumed(run, step));
+        }
+        if trainer.flops_per_update() >= PARALLEL_FLOPS {
+            trainer.par = Par::rayon(opts.jobs);
+        }
+        let checkpoint = Checkpointing::of(&run.config, path);
+        let ctl = Control {
+            checkpoint: Some(&checkpoint),
+            stop: &|| crate::interrupt::requested().is_some(),
+        };
+        let write_error = |source| RunError::Write {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let record = match trainer.run_with(&ctl, |_, _| {}).map_err(write_error)? {
+            RunEnd::Finished(record) => record,
+            RunEnd::Interrupted { next_step, .. } => {
+                on_event(Event::Interrupted(run, next_step));
+                return Ok(None);
             }
-        })?;
-        Ok(record.outcome)
+        };
+        if opts.save_weights {
+            let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
+            let path = store::checkpoint_path(dir, &run.id);
+            crate::model::checkpoint::save(&path, &trainer.model, Some(&run.config), vocab)
+                .map_err(write_error)?;
+        }
+        store::write_run(dir, &run.id, &run.config, &record, prov).map_err(write_error)?;
+        // The run is complete; a checkpoint left by a failed removal is removed by the next
+        // sweep's start (`resume::remove_stale`).
+        let _ = resume::remove(&checkpoint.path);
+        Ok(Some(record.outcome))
     }));
     let result = result.unwrap_or_else(|payload| {
         let message = payload

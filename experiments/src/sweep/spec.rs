@@ -15,6 +15,10 @@ use crate::config::{
     KEYS,
 };
 
+/// Why the keys that are not part of run_id cannot be swept (their runs would share one id).
+const NOT_SWEPT: &str = "tags, note and the checkpoint settings do not change a run's results \
+                         (they are not part of run_id), so they cannot be swept; set them in [base]";
+
 /// One axis of the grid: a config key and the values it takes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Axis {
@@ -269,11 +273,8 @@ impl Spec {
         let fail = |p: Problem| p.at(origin.clone(), &prefix);
         let axis = |message: &str| fail(Problem::new(SpecErrorKind::Axis, message));
         check_key(key).map_err(fail)?;
-        if crate::config::LABEL_KEYS.contains(&key) {
-            return Err(axis(
-                "tags and note label runs without changing them (they are not part of run_id), \
-                 so they cannot be swept; set them in [base]",
-            ));
+        if crate::config::NON_IDENTITY_KEYS.contains(&key) {
+            return Err(axis(NOT_SWEPT));
         }
         if self.grid.iter().any(|a| a.key == key) {
             return Err(axis("this axis is given twice"));
@@ -374,6 +375,9 @@ impl Spec {
     /// every value the distribution can give suits it.
     fn check_random(&self, key: &str, dist: &Dist) -> Result<(), Problem> {
         check_key(key)?;
+        if crate::config::NON_IDENTITY_KEYS.contains(&key) {
+            return Err(Problem::new(SpecErrorKind::Random, NOT_SWEPT));
+        }
         if self.grid.iter().any(|a| a.key == key) {
             return Err(Problem::new(
                 SpecErrorKind::Random,

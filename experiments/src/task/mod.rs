@@ -331,6 +331,17 @@ impl Task {
         }
     }
 
+    /// charlm: where each training stream stands in the training text (empty before the first
+    /// batch, and for other tasks).
+    pub fn stream_positions(&self) -> &[usize] {
+        &self.streams
+    }
+
+    /// Puts back what [`Task::stream_positions`] returned (a resumed run's).
+    pub fn set_stream_positions(&mut self, streams: Vec<usize>) {
+        self.streams = streams;
+    }
+
     /// Fresh sequences of the synthetic tasks (and the hello sequence).
     ///
     /// # Panics

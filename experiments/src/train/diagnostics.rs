@@ -107,6 +107,12 @@ impl Diagnostics {
     pub fn last_probe(&self) -> (&[f32], usize) {
         (self.bp.flow(), self.probe_len)
     }
+
+    /// Puts back what [`Diagnostics::last_probe`] returned (a resumed run's).
+    pub fn set_last_probe(&mut self, flow: &[f32], len: usize) {
+        self.bp.set_flow(flow);
+        self.probe_len = len;
+    }
 }
 
 /// Per layer of the stack `s` (parameters `params`): spectral radius (square W_hh only) and

@@ -124,6 +124,12 @@ impl Backprop {
     pub fn flow(&self) -> &[f32] {
         &self.flow
     }
+
+    /// Puts back a flow [`Backprop::flow`] returned (a resumed run's last probe).
+    pub fn set_flow(&mut self, flow: &[f32]) {
+        self.flow.clear();
+        self.flow.extend_from_slice(flow);
+    }
 }
 
 fn loss_window<'a>(ws: &'a Workspace, s: &Scored<'a>) -> LossWindow<'a> {
@@ -229,6 +235,26 @@ impl Engine {
     /// The gradient, to be clipped in place.
     pub fn grads_mut(&mut self) -> &mut [f32] {
         &mut self.grads
+    }
+
+    /// The state carried into the next window, `h` and `c` `[L][B][H]` (`c` empty for an RNN
+    /// and GRU).
+    pub fn carried(&self) -> (&[f32], &[f32]) {
+        (&self.state.h, &self.state.c)
+    }
+
+    /// Sets the carried state (a resumed run's), or says why it does not fit.
+    pub fn set_carried(&mut self, h: &[f32], c: &[f32]) -> Result<(), String> {
+        let want = (self.state.h.len(), self.state.c.len());
+        if (h.len(), c.len()) != want {
+            return Err(format!(
+                "carried state of sizes {:?}, expected {want:?}",
+                (h.len(), c.len())
+            ));
+        }
+        self.state.h.copy_from_slice(h);
+        self.state.c.copy_from_slice(c);
+        Ok(())
     }
 
     /// ‖∂L/∂h_t‖ of the last chunk with a loss, `[L][len]`, and `len` (0 before any).

@@ -9,15 +9,21 @@
 //! ([`eval`]). The loop emits the [`record`] types that `store` writes.
 //!
 //! A non-finite loss or gradient ends the run with status `diverged`: an outcome, not an error.
+//!
+//! A run writes mid-run checkpoints ([`resume`]) as [`Control`] asks, stops between two updates
+//! when it is asked to (a signal), and continues from a checkpoint ([`Trainer::restore`]) to
+//! exactly the rows it would have logged had it never stopped.
 
 pub mod diagnostics;
 pub mod engine;
 pub mod eval;
 pub mod optim;
 pub mod record;
+pub mod resume;
 pub mod seq2seq;
 pub mod spectrum;
 
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use gradlab_kernels::norm::{clip_global_norm, clip_value, global_norm};
@@ -33,6 +39,7 @@ use engine::{Ctx, Engine};
 use eval::{Evaluator, FINAL_EVAL_SEQUENCES};
 use optim::Optimizer;
 use record::{push_flow, FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow};
+use resume::{Checkpointing, Progress, ResumeError, Snapshot};
 use seq2seq::Seq2SeqEngine;
 use spectrum::SpectrumDiag;
 
@@ -57,6 +64,36 @@ pub struct Trainer {
     net: Net,
     /// The Jacobian spectra of a stack (`None`: turned off, or seq2seq).
     spectrum: Option<SpectrumDiag>,
+    /// Where the run stands (the start, or a restored checkpoint's update).
+    progress: Progress,
+}
+
+/// How a run is checkpointed and stopped.
+pub struct Control<'a> {
+    /// Where and how often to write mid-run checkpoints (`None`: never).
+    pub checkpoint: Option<&'a Checkpointing>,
+    /// Asked after every update: whether to stop now (a signal came), after a checkpoint.
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Control<'_> {
+    /// No checkpoints, never stopped early.
+    pub const NONE: Control<'static> = Control {
+        checkpoint: None,
+        stop: &|| false,
+    };
+}
+
+/// How [`Trainer::run_with`] ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Trained to the end (or diverged): the record to write.
+    Finished(RunRecord),
+    /// Stopped when asked, before update `next_step`; the checkpoint (if any) continues it.
+    Interrupted {
+        next_step: usize,
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 /// What computes the gradient, the diagnostics and the evaluation of the model's kind.
@@ -149,7 +186,33 @@ impl Trainer {
             cfg,
             task,
             model,
+            progress: Progress::default(),
         })
+    }
+
+    /// [`Trainer::new`], continued from the newest usable checkpoint at `path` (see
+    /// [`resume::load`]): the trainer, the update it continues from (`None`: the start), and
+    /// the checkpoints passed over, with why.
+    pub fn resumed(
+        cfg: RunConfig,
+        par: Par,
+        path: &std::path::Path,
+    ) -> Result<(Self, Option<usize>, Vec<ResumeError>), TrainError> {
+        let mut trainer = Trainer::new(cfg.clone(), par)?;
+        let mut loaded = resume::load(path, &cfg.identity_toml());
+        let Some(snapshot) = loaded.snapshot else {
+            return Ok((trainer, None, loaded.skipped));
+        };
+        match trainer.restore(snapshot, path) {
+            Ok(()) => {
+                let from = trainer.next_step();
+                Ok((trainer, Some(from), loaded.skipped))
+            }
+            Err(e) => {
+                loaded.skipped.push(e);
+                Ok((Trainer::new(cfg, par)?, None, loaded.skipped))
+            }
+        }
     }
 
     /// Floating-point work of one update (forward and backward of the stack, or of the
@@ -207,15 +270,105 @@ impl Trainer {
         }
     }
 
+    /// The update the run continues from (0 unless restored).
+    pub fn next_step(&self) -> usize {
+        self.progress.next_step
+    }
+
+    /// Everything needed to continue this run from `progress`.
+    fn snapshot(&self, progress: &Progress) -> Snapshot {
+        let (carried_h, carried_c) = match &self.net {
+            Net::Stack { engine, .. } => {
+                let (h, c) = engine.carried();
+                (h.to_vec(), c.to_vec())
+            }
+            Net::Seq2Seq(_) => (Vec::new(), Vec::new()),
+        };
+        let (probe, probe_len) = self.net.profile();
+        Snapshot {
+            identity: self.cfg.identity_toml(),
+            config: self.cfg.to_toml(),
+            gradlab_version: crate::VERSION.into(),
+            git_commit: crate::GIT_COMMIT.into(),
+            params: self.model.params.clone(),
+            optimizer: self.opt.state().clone(),
+            rng: self.rng.0,
+            streams: self.task.stream_positions().to_vec(),
+            carried_h,
+            carried_c,
+            probe: probe[..probe_len * self.model.stack.layers].to_vec(),
+            probe_len,
+            progress: progress.clone(),
+        }
+    }
+
+    /// Continues the run from the checkpoint `s` (read from `path`), which must be this run's.
+    pub fn restore(&mut self, s: Snapshot, path: &std::path::Path) -> Result<(), ResumeError> {
+        let mismatch = |reason: String| ResumeError::Mismatch {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if s.identity != self.cfg.identity_toml() {
+            return Err(ResumeError::OtherRun {
+                path: path.to_path_buf(),
+            });
+        }
+        if s.params.len() != self.model.params.len() || s.progress.next_step > self.cfg.steps {
+            return Err(mismatch(format!(
+                "{} parameters at update {}, expected {} and at most {}",
+                s.params.len(),
+                s.progress.next_step,
+                self.model.params.len(),
+                self.cfg.steps
+            )));
+        }
+        self.opt.restore(s.optimizer).map_err(mismatch)?;
+        self.model.params = s.params;
+        self.rng.0 = s.rng;
+        self.task.set_stream_positions(s.streams);
+        match &mut self.net {
+            Net::Stack { engine, diag, .. } => {
+                engine
+                    .set_carried(&s.carried_h, &s.carried_c)
+                    .map_err(mismatch)?;
+                diag.set_last_probe(&s.probe, s.probe_len);
+            }
+            Net::Seq2Seq(e) => {
+                let mut probe = s.probe;
+                probe.resize(e.profile().0.len(), 0.0);
+                e.set_profile(&probe, s.probe_len).map_err(mismatch)?;
+            }
+        }
+        self.progress = s.progress;
+        Ok(())
+    }
+
     /// Trains for `cfg.steps` updates (or until divergence), evaluates, and returns the record.
     /// `on_update(step, loss)` is called after every update (progress reporting).
-    pub fn run(&mut self, mut on_update: impl FnMut(usize, f64)) -> RunRecord {
-        let (start, started_at) = (Instant::now(), SystemTime::now());
-        let (mut logged, mut flow, mut spectra) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut clipped_updates, mut diverged_at, mut best_loss) = (0usize, None, f64::INFINITY);
-        let mut updates = 0;
+    pub fn run(&mut self, on_update: impl FnMut(usize, f64)) -> RunRecord {
+        match self.run_with(&Control::NONE, on_update) {
+            Ok(RunEnd::Finished(record)) => record,
+            Ok(RunEnd::Interrupted { .. }) => unreachable!("Control::NONE never stops a run"),
+            Err(e) => unreachable!("Control::NONE writes no checkpoint: {e}"),
+        }
+    }
+
+    /// [`Trainer::run`] from where the run stands (its start, or a restored checkpoint),
+    /// writing checkpoints and stopping as `ctl` says. Fails only when a checkpoint cannot be
+    /// written.
+    pub fn run_with(
+        &mut self,
+        ctl: &Control<'_>,
+        mut on_update: impl FnMut(usize, f64),
+    ) -> std::io::Result<RunEnd> {
+        let start = Instant::now();
+        let mut last_checkpoint = start;
+        let mut p = std::mem::take(&mut self.progress);
+        let started_at = *p.started_at.get_or_insert_with(SystemTime::now);
+        let mut diverged_at = None;
+        let mut updates = p.next_step;
         let layers = self.model.layer_ranges();
-        for step in 0..self.cfg.steps {
+        for step in p.next_step..self.cfg.steps {
             let batch = self.task.train_batch(&mut self.rng, self.cfg.batch);
             let (loss, _) = self.loss_and_gradient(&batch);
             let grads = self.net.grads();
@@ -235,17 +388,17 @@ impl Trainer {
             updates = step + 1;
             if !row.loss.is_finite() || !grad_norm.is_finite() {
                 diverged_at = Some(step);
-                logged.push(row);
+                p.logged.push(row);
                 break;
             }
             let last = step + 1 == self.cfg.steps;
             let measure = self.cfg.measures_spectrum(step);
             let mut log = step.is_multiple_of(self.cfg.log_every) || last || measure;
             if log {
-                self.diagnose(&batch, &mut row, &mut flow);
+                self.diagnose(&batch, &mut row, &mut p.flow);
             }
             if let Some(spectrum) = self.spectrum.as_mut().filter(|_| measure) {
-                spectrum.measure(&self.model, &mut row, &mut spectra);
+                spectrum.measure(&self.model, &mut row, &mut p.spectrum);
             }
             let grads = self.net.grads_mut();
             (row.grad_norm_clipped, row.clipped) = match self.cfg.clip {
@@ -259,19 +412,45 @@ impl Trainer {
                     (global_norm(&[&*grads]), changed > 0)
                 }
             };
-            clipped_updates += usize::from(row.clipped);
+            p.clipped_updates += usize::from(row.clipped);
             self.opt.step(&mut self.model.params, grads, step);
             if (step + 1).is_multiple_of(self.cfg.eval_every) && !last {
                 let acc = self.evaluate(self.cfg.eval_sequences);
                 (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(self.task.metric(&acc)));
-                best_loss = best_loss.min(acc.loss());
+                p.best_loss = p.best_loss.min(acc.loss());
                 log = true;
             }
             on_update(step, row.loss);
             if log {
-                logged.push(row);
+                p.logged.push(row);
+            }
+            if last {
+                break;
+            }
+            let stop = (ctl.stop)();
+            let due = ctl.checkpoint.filter(|c| {
+                stop || (c.every > 0 && (step + 1).is_multiple_of(c.every))
+                    || (c.seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= c.seconds)
+            });
+            if let Some(c) = due {
+                p.next_step = step + 1;
+                let wall_before = p.wall_seconds;
+                p.wall_seconds += start.elapsed().as_secs_f64();
+                resume::save(&c.path, &self.snapshot(&p))?;
+                p.wall_seconds = wall_before;
+                last_checkpoint = Instant::now();
+            }
+            if stop {
+                p.next_step = step + 1;
+                p.wall_seconds += start.elapsed().as_secs_f64();
+                self.progress = p;
+                return Ok(RunEnd::Interrupted {
+                    next_step: step + 1,
+                    checkpoint: ctl.checkpoint.map(|c| c.path.clone()),
+                });
             }
         }
+        let mut best_loss = p.best_loss;
         let (final_loss, metric, success) = match diverged_at {
             Some(_) => (
                 f64::NAN,
@@ -281,14 +460,14 @@ impl Trainer {
             None => {
                 let acc = self.evaluate(self.cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES));
                 let metric = self.task.metric(&acc);
-                if let Some(row) = logged.last_mut() {
+                if let Some(row) = p.logged.last_mut() {
                     (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(metric));
                 }
                 best_loss = best_loss.min(acc.loss());
                 (acc.loss(), metric, self.task.success(metric))
             }
         };
-        let wall = start.elapsed().as_secs_f64();
+        let wall = p.wall_seconds + start.elapsed().as_secs_f64();
         let (probe, probe_len) = self.net.profile();
         let outcome = Outcome {
             status: if diverged_at.is_some() {
@@ -305,18 +484,18 @@ impl Trainer {
             metric,
             success,
             diverged_at_step: diverged_at,
-            clip_fraction: clipped_updates as f64 / updates.max(1) as f64,
+            clip_fraction: p.clipped_updates as f64 / updates.max(1) as f64,
             decay_rate: decay_rate(probe, self.model.stack.layers, probe_len),
             steps: updates,
             started_at,
             wall_seconds: wall,
             steps_per_sec: updates as f64 / wall,
         };
-        RunRecord {
+        Ok(RunEnd::Finished(RunRecord {
             outcome,
-            logged,
-            flow,
-            spectrum: spectra,
-        }
+            logged: p.logged,
+            flow: p.flow,
+            spectrum: p.spectrum,
+        }))
     }
 }

@@ -1,6 +1,8 @@
 //! Optimisers on the flat parameter vector: SGD (momentum, Nesterov), Adagrad (min-char-rnn),
 //! RMSprop (char-rnn), Adam; and the learning-rate schedule.
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::{LrSchedule, OptimizerKind, RunConfig};
 
 /// Adagrad, RMSprop and Adam denominators: `sqrt(state) + EPS`.
@@ -18,6 +20,12 @@ pub struct Optimizer {
     nesterov: bool,
     schedule: LrSchedule,
     base_lr: f64,
+    state: OptimizerState,
+}
+
+/// What an optimiser accumulates over updates (saved in mid-run checkpoints).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerState {
     /// Momentum buffer, Adagrad/RMSprop accumulator or Adam first moment.
     s1: Vec<f32>,
     /// Adam second moment.
@@ -35,10 +43,33 @@ impl Optimizer {
             nesterov: cfg.nesterov,
             schedule: cfg.lr_schedule,
             base_lr: cfg.lr,
-            s1: vec![0.0; n],
-            s2: vec![0.0; if second { n } else { 0 }],
-            updates: 0,
+            state: OptimizerState {
+                s1: vec![0.0; n],
+                s2: vec![0.0; if second { n } else { 0 }],
+                updates: 0,
+            },
         }
+    }
+
+    /// The accumulated state.
+    pub fn state(&self) -> &OptimizerState {
+        &self.state
+    }
+
+    /// Continues from `state` (of an optimiser of the same kind and size), or says why not.
+    pub fn restore(&mut self, state: OptimizerState) -> Result<(), String> {
+        let (have, got) = (
+            (self.state.s1.len(), self.state.s2.len()),
+            (state.s1.len(), state.s2.len()),
+        );
+        if have != got {
+            return Err(format!(
+                "optimizer state of sizes {got:?}, expected {have:?} for {:?}",
+                self.kind
+            ));
+        }
+        self.state = state;
+        Ok(())
     }
 
     /// The learning rate at (0-based) step `step`.
@@ -57,7 +88,7 @@ impl Optimizer {
             "optimizer: parameter and gradient counts differ"
         );
         let lr = self.lr(step);
-        self.updates += 1;
+        self.state.updates += 1;
         let (mu, lr32) = (self.momentum, lr as f32);
         match self.kind {
             OptimizerKind::Sgd if mu == 0.0 => {
@@ -67,32 +98,32 @@ impl Optimizer {
                     .for_each(|(p, g)| *p -= lr32 * g);
             }
             OptimizerKind::Sgd => {
-                for ((p, g), v) in params.iter_mut().zip(grads).zip(&mut self.s1) {
+                for ((p, g), v) in params.iter_mut().zip(grads).zip(&mut self.state.s1) {
                     *v = mu * *v + g;
                     *p -= lr32 * if self.nesterov { g + mu * *v } else { *v };
                 }
             }
             OptimizerKind::Adagrad => {
-                for ((p, g), s) in params.iter_mut().zip(grads).zip(&mut self.s1) {
+                for ((p, g), s) in params.iter_mut().zip(grads).zip(&mut self.state.s1) {
                     *s += g * g;
                     *p -= (lr * f64::from(*g) / (f64::from(*s).sqrt() + EPS)) as f32;
                 }
             }
             OptimizerKind::Rmsprop => {
-                for ((p, g), s) in params.iter_mut().zip(grads).zip(&mut self.s1) {
+                for ((p, g), s) in params.iter_mut().zip(grads).zip(&mut self.state.s1) {
                     *s = RMSPROP_DECAY * *s + (1.0 - RMSPROP_DECAY) * g * g;
                     *p -= (lr * f64::from(*g) / (f64::from(*s).sqrt() + EPS)) as f32;
                 }
             }
             OptimizerKind::Adam => {
-                let t = self.updates as i32;
+                let t = self.state.updates as i32;
                 let (c1, c2) = (1.0 - ADAM_BETA1.powi(t), 1.0 - ADAM_BETA2.powi(t));
                 let (b1, b2) = (ADAM_BETA1 as f32, ADAM_BETA2 as f32);
                 for (((p, g), m), v) in params
                     .iter_mut()
                     .zip(grads)
-                    .zip(&mut self.s1)
-                    .zip(&mut self.s2)
+                    .zip(&mut self.state.s1)
+                    .zip(&mut self.state.s2)
                 {
                     *m = b1 * *m + (1.0 - b1) * g;
                     *v = b2 * *v + (1.0 - b2) * g * g;

@@ -1,7 +1,10 @@
 //! What a training run emits: one [`StepRow`] per logged update (`steps` table, its per-layer
 //! values the `layers` table), [`FlowRow`]s of the gradient-flow profile (`flow` table),
 //! [`SpectrumRow`]s of the Jacobian diagnostics (`spectrum` table) and the run's [`Outcome`]
-//! (`runs` table). Column names and types on disk are in `results/README.md`.
+//! (`runs` table). Column names and types on disk are in `results/README.md`. The rows also
+//! travel in mid-run checkpoints ([`super::resume`]), bit for bit.
+
+use serde::{Deserialize, Serialize};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +23,7 @@ impl Status {
 }
 
 /// One logged update (`steps` table).
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepRow {
     /// The update's index, from 0.
     pub step: usize,
@@ -56,7 +59,7 @@ pub struct StepRow {
 }
 
 /// What a [`SpectrumRow`] holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpectrumKind {
     /// A Lyapunov exponent of the layer's recurrence, in nats per time step.
     Lyapunov,
@@ -75,7 +78,7 @@ impl SpectrumKind {
 }
 
 /// One value of a spectrum of one layer (`spectrum` table); `index` 0 is the largest.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpectrumRow {
     /// The update at which it was measured (with the parameters before that update).
     pub step: usize,
@@ -86,7 +89,7 @@ pub struct SpectrumRow {
 }
 
 /// Where a gradient-flow row comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FlowSource {
     /// The training window's backward (inside the truncation).
     Train,
@@ -111,7 +114,7 @@ impl FlowSource {
 }
 
 /// ‖∂L/∂h_t‖ of one layer at one lag (`flow` table).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlowRow {
     /// The update at which it was measured.
     pub step: usize,

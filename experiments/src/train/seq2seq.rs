@@ -191,6 +191,21 @@ impl Seq2SeqEngine {
         (&self.profile, self.profile_len)
     }
 
+    /// Puts back what [`Seq2SeqEngine::profile`] returned (a resumed run's), or says why it
+    /// does not fit.
+    pub fn set_profile(&mut self, profile: &[f32], len: usize) -> Result<(), String> {
+        if profile.len() != self.profile.len() {
+            return Err(format!(
+                "encoder flow of {} values, expected {}",
+                profile.len(),
+                self.profile.len()
+            ));
+        }
+        self.profile.copy_from_slice(profile);
+        self.profile_len = len;
+        Ok(())
+    }
+
     /// The mean loss of `batch` and its gradient (into [`Seq2SeqEngine::grads`]), the
     /// encoder's truncated to its last k steps.
     pub fn window(&mut self, ctx: Ctx<'_>, batch: &Batch) -> MetricAcc {
