@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +20,7 @@ use gradlab_experiments::sweep::{
 };
 use gradlab_kernels::StackShape;
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::run::out_dir;
 use crate::slurm::{self, SlurmArgs};
@@ -177,8 +178,10 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         return Ok(dir);
     }
 
-    let done = store::completed_ids(&dir)
+    let health = store::health(&dir)
         .with_context(|| format!("cannot read the results in {}", dir.display()))?;
+    set_aside_damaged(&dir, &health)?;
+    let done = health.complete;
     let todo: Vec<&PlannedRun> = mine
         .iter()
         .copied()
@@ -209,19 +212,49 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
     })
     .context("could not start the sweep's threads")?;
     report.finish();
+    let why_stopped = match summary.fault {
+        Some(_) => "the results folder",
+        None => "--fail-fast",
+    };
     println!(
         "{} runs finished ({} diverged), {} failed{} in {:.1} s; results in {}",
         summary.finished,
         summary.diverged,
         summary.failed,
         if summary.not_started > 0 {
-            format!(", {} not started (--fail-fast)", summary.not_started)
+            format!(", {} not started ({why_stopped})", summary.not_started)
         } else {
             String::new()
         },
         report.start.elapsed().as_secs_f64(),
         dir.display()
     );
+    let elsewhere = summary.claimed_elsewhere + summary.completed_elsewhere;
+    if elsewhere > 0 {
+        println!(
+            "{} runs are being run by other processes ({} of them completed meanwhile); \
+             `gradlab status {}` shows the whole sweep",
+            elsewhere,
+            summary.completed_elsewhere,
+            dir.display()
+        );
+    }
+    if !summary.unrecorded.is_empty() {
+        eprintln!(
+            "could not record the failures of {} runs in {}: {}",
+            summary.unrecorded.len(),
+            dir.join("failed").display(),
+            summary.unrecorded.join(", ")
+        );
+    }
+    if let Some(fault) = summary.fault {
+        bail!(
+            "{}; stopped starting runs ({} not started). Every completed run is kept; run the \
+             same command again once fixed to finish the sweep",
+            fault.message(&dir),
+            summary.not_started
+        );
+    }
     if summary.failed > 0 {
         bail!(
             "{} runs failed (see {}); run the same command again to retry them",
@@ -230,6 +263,37 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// Moves the damaged files of `health`'s damaged runs aside, so that no reader takes them for
+/// results, and says so; the runs are then not complete and run again.
+fn set_aside_damaged(dir: &Path, health: &store::Health) -> Result<()> {
+    if health.damaged.is_empty() {
+        return Ok(());
+    }
+    let moved = store::check::set_aside(dir, &health.damaged)
+        .with_context(|| format!("cannot move the damaged files in {} aside", dir.display()))?;
+    eprintln!(
+        "{} runs have damaged or missing files; {} damaged files moved to {}; those runs run again:",
+        health.damaged.len(),
+        moved,
+        dir.join(store::check::DAMAGED).display()
+    );
+    print_damaged(&health.damaged, &mut std::io::stderr());
+    Ok(())
+}
+
+/// One line per damaged file: run_id, path, what is wrong.
+fn print_damaged<'a>(
+    damaged: impl IntoIterator<Item = (&'a String, &'a Vec<store::Damage>)>,
+    out: &mut dyn std::io::Write,
+) {
+    for (id, damage) in damaged {
+        for d in damage {
+            // A closed stream has nowhere to report to.
+            let _ = writeln!(out, "  damaged {id}: {}: {}", d.path.display(), d.problem);
+        }
+    }
 }
 
 fn dry_run(
@@ -435,6 +499,17 @@ pub fn status(args: StatusArgs) -> Result<()> {
     for (run, message) in &p.failed {
         println!("  failed {} {}: {message}", run.id, run.label());
     }
+    if !p.damaged.is_empty() {
+        println!(
+            "{} runs have damaged or missing files (not counted as complete; `gradlab sweep` moves \
+             the files aside and runs them again):",
+            p.damaged.len()
+        );
+        print_damaged(
+            p.damaged.iter().map(|(id, d)| (id, d)),
+            &mut std::io::stdout(),
+        );
+    }
     if p.extra > 0 {
         println!(
             "{} complete runs in the folder are not in its sweep.toml (an earlier spec)",
@@ -472,17 +547,40 @@ pub fn compact(args: CompactArgs) -> Result<()> {
             dir.display()
         );
     }
-    let done = store::compact(dir)?;
-    if done.is_empty() {
+    // SIGTERM or SIGINT: finish the table being merged, keep the others' parts, say so. A
+    // second signal ends the process at once (nothing is lost: the parts are removed only
+    // after the merged file is written and checked).
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+            .context("cannot install the signal handlers")?;
+    }
+    let done = store::compact(dir, &stop)?;
+    if done.removed_temporaries > 0 {
+        println!(
+            "removed {} temporary files left by a killed compaction or writer",
+            done.removed_temporaries
+        );
+    }
+    if done.tables.is_empty() && done.stopped_before.is_empty() {
         println!("nothing to compact in {}: no part files", dir.display());
     }
-    for c in done {
+    for c in &done.tables {
         println!(
             "{}: merged {} part files into {} ({} rows)",
             c.table,
             c.parts,
             dir.join(c.table).join(store::COMPACTED).display(),
             c.rows
+        );
+    }
+    if !done.stopped_before.is_empty() {
+        bail!(
+            "interrupted: {} kept their part files as they were (every row is still there); \
+             run `gradlab compact {}` again to finish",
+            done.stopped_before.join(", "),
+            dir.display()
         );
     }
     Ok(())
