@@ -63,6 +63,11 @@ pub struct ReportArgs {
     /// the runs differ in it]
     #[arg(long, value_name = "KEY")]
     facet: Option<Facet>,
+    /// Report what is there even where the folder holds complete runs its sweep.toml does not
+    /// plan, or damaged runs (by default such a folder is refused, as its report would leave
+    /// them out without a word)
+    #[arg(long)]
+    partial: bool,
     /// Width of each figure, in in, cm, mm or pt (3.4in: one column of a two-column paper)
     #[arg(long, value_name = "WIDTH", default_value = "3.4in")]
     figure_width: FigureWidth,
@@ -86,6 +91,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
             facet: args.facet.unwrap_or_default(),
             width: args.figure_width,
         },
+        partial: args.partial,
     };
     write(&args.dirs, &opts)
 }

@@ -188,8 +188,10 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         return Ok(dir);
     }
 
-    let done = store::completed_ids(&dir)
+    let health = store::health(&dir)
         .with_context(|| format!("cannot read the results in {}", dir.display()))?;
+    set_aside_damaged(&dir, &health)?;
+    let done = health.complete;
     resume::remove_stale(&dir, &done)
         .with_context(|| format!("cannot remove old checkpoints in {}", dir.display()))?;
     let checkpointed = resume::checkpointed(&dir)
@@ -257,19 +259,49 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         }
         .into());
     }
+    let why_stopped = match summary.fault {
+        Some(_) => "the results folder",
+        None => "--fail-fast",
+    };
     println!(
         "{} runs finished ({} diverged), {} failed{} in {:.1} s; results in {}",
         summary.finished,
         summary.diverged,
         summary.failed,
         if summary.not_started > 0 {
-            format!(", {} not started (--fail-fast)", summary.not_started)
+            format!(", {} not started ({why_stopped})", summary.not_started)
         } else {
             String::new()
         },
         report.start.elapsed().as_secs_f64(),
         dir.display()
     );
+    let elsewhere = summary.claimed_elsewhere + summary.completed_elsewhere;
+    if elsewhere > 0 {
+        println!(
+            "{} runs are being run by other processes ({} of them completed meanwhile); \
+             `gradlab status {}` shows the whole sweep",
+            elsewhere,
+            summary.completed_elsewhere,
+            dir.display()
+        );
+    }
+    if !summary.unrecorded.is_empty() {
+        eprintln!(
+            "could not record the failures of {} runs in {}: {}",
+            summary.unrecorded.len(),
+            dir.join("failed").display(),
+            summary.unrecorded.join(", ")
+        );
+    }
+    if let Some(fault) = summary.fault {
+        bail!(
+            "{}; stopped starting runs ({} not started). Every completed run is kept; run the \
+             same command again once fixed to finish the sweep",
+            fault.message(&dir),
+            summary.not_started
+        );
+    }
     if summary.failed > 0 {
         bail!(
             "{} runs failed (see {}); run the same command again to retry them",
@@ -278,6 +310,37 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// Moves the damaged files of `health`'s damaged runs aside, so that no reader takes them for
+/// results, and says so; the runs are then not complete and run again.
+fn set_aside_damaged(dir: &Path, health: &store::Health) -> Result<()> {
+    if health.damaged.is_empty() {
+        return Ok(());
+    }
+    let moved = store::check::set_aside(dir, &health.damaged)
+        .with_context(|| format!("cannot move the damaged files in {} aside", dir.display()))?;
+    eprintln!(
+        "{} runs have damaged or missing files; {} damaged files moved to {}; those runs run again:",
+        health.damaged.len(),
+        moved,
+        dir.join(store::check::DAMAGED).display()
+    );
+    print_damaged(&health.damaged, &mut std::io::stderr());
+    Ok(())
+}
+
+/// One line per damaged file: run_id, path, what is wrong.
+fn print_damaged<'a>(
+    damaged: impl IntoIterator<Item = (&'a String, &'a Vec<store::Damage>)>,
+    out: &mut dyn std::io::Write,
+) {
+    for (id, damage) in damaged {
+        for d in damage {
+            // A closed stream has nowhere to report to.
+            let _ = writeln!(out, "  damaged {id}: {}: {}", d.path.display(), d.problem);
+        }
+    }
 }
 
 fn dry_run(
@@ -508,6 +571,29 @@ pub fn status(args: StatusArgs) -> Result<()> {
     for (run, message) in &p.failed {
         println!("  failed {} {}: {message}", run.id, run.label());
     }
+    if !p.damaged.is_empty() {
+        println!(
+            "{} runs have damaged or missing files (not counted as complete; `gradlab sweep` moves \
+             the files aside and runs them again):",
+            p.damaged.len()
+        );
+        print_damaged(
+            p.damaged.iter().map(|(id, d)| (id, d)),
+            &mut std::io::stdout(),
+        );
+    }
+    let ids: std::collections::BTreeSet<&str> = sweep.runs.iter().map(|r| r.id.as_str()).collect();
+    let checkpointed = resume::checkpointed(dir)
+        .with_context(|| format!("cannot list the checkpoints in {}", dir.display()))?
+        .into_iter()
+        .filter(|id| ids.contains(id.as_str()))
+        .count();
+    if checkpointed > 0 {
+        println!(
+            "{checkpointed} unfinished runs have a mid-run checkpoint (in checkpoints/); they \
+             continue from it"
+        );
+    }
     if p.extra > 0 {
         println!(
             "{} complete runs in the folder are not in its sweep.toml (an earlier spec)",
@@ -545,11 +631,21 @@ pub fn compact(args: CompactArgs) -> Result<()> {
             dir.display()
         );
     }
-    let done = store::compact(dir)?;
-    if done.is_empty() {
+    // SIGTERM or SIGINT: finish the table being merged, keep the others' parts, say so. A
+    // second signal ends the process at once (nothing is lost: the parts are removed only
+    // after the merged file is written and checked).
+    interrupt::install().context("cannot install the signal handlers")?;
+    let done = store::compact(dir, &|| interrupt::requested().is_some())?;
+    if done.removed_temporaries > 0 {
+        println!(
+            "removed {} temporary files left by a killed compaction or writer",
+            done.removed_temporaries
+        );
+    }
+    if done.tables.is_empty() && done.stopped_before.is_empty() {
         println!("nothing to compact in {}: no part files", dir.display());
     }
-    for c in done {
+    for c in &done.tables {
         println!(
             "{}: merged {} part files into {} ({} rows)",
             c.table,
@@ -557,6 +653,17 @@ pub fn compact(args: CompactArgs) -> Result<()> {
             dir.join(c.table).join(store::COMPACTED).display(),
             c.rows
         );
+    }
+    if let Some(signal) = interrupt::requested().filter(|_| !done.stopped_before.is_empty()) {
+        return Err(Interrupted {
+            signal,
+            what: format!(
+                "{} kept their part files as they were (every row is still there)",
+                done.stopped_before.join(", "),
+            ),
+            resume: format!("gradlab compact {}", dir.display()),
+        }
+        .into());
     }
     Ok(())
 }

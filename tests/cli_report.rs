@@ -92,7 +92,9 @@ fn the_demo_writes_its_sweep_and_report() {
 
 /// Regression (issue 13): running another spec into an existing `--out` silently replaced its
 /// sweep.toml, and the report then counted 2 of 4 runs. It is refused with what to do; a spec
-/// that extends the old one is accepted; `--replace-spec` keeps the old spec beside the new.
+/// that extends the old one is accepted; `--replace-spec` keeps the old spec beside the new,
+/// and the report of the replaced folder, whose old runs the new spec leaves out, needs
+/// `--partial` (issue 12).
 #[test]
 fn a_folder_is_not_silently_taken_over_by_another_spec() {
     let dir = tmpdir("reuse");
@@ -156,6 +158,21 @@ fn a_folder_is_not_silently_taken_over_by_another_spec() {
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
     let r = gradlab(&["report", s(&out), "--no-plots", "--format", "md"]);
+    assert!(!r.status.success());
+    assert!(
+        text(&r.stderr).contains("no longer matches its runs: 6 complete runs are not in it")
+            && text(&r.stderr).contains("--partial"),
+        "{}",
+        text(&r.stderr)
+    );
+    let r = gradlab(&[
+        "report",
+        s(&out),
+        "--no-plots",
+        "--format",
+        "md",
+        "--partial",
+    ]);
     assert!(
         text(&r.stdout).contains("1 of 1 runs complete"),
         "{}",

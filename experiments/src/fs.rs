@@ -7,7 +7,7 @@
 //! removes once its writer is gone.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -35,7 +35,8 @@ fn tmp_host() -> String {
     host().replace('-', "_")
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
+/// A fresh temporary name beside `path`, in the form [`clean_temporaries`] recognises.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -66,20 +67,89 @@ fn write_delay() -> Option<Duration> {
     None
 }
 
+/// Testing hook (feature `test-hooks` only): `GRADLAB_TEST_DISK_FAULT=<errno>:<bytes>` makes
+/// every write through [`write_atomic`] fail with OS error `errno` (28: no space left, 30:
+/// read-only file system) once this process has written `bytes` bytes, so that the tests of a
+/// full disk and a read-only folder run without root. A user's build has no such hook.
+#[cfg(feature = "test-hooks")]
+fn injected_fault(len: usize) -> Option<std::io::Error> {
+    static FAULT: std::sync::OnceLock<Option<(i32, u64)>> = std::sync::OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let (errno, limit) = (*FAULT.get_or_init(|| {
+        let v = std::env::var("GRADLAB_TEST_DISK_FAULT").ok()?;
+        let (errno, bytes) = v.split_once(':')?;
+        Some((errno.parse().ok()?, bytes.parse().ok()?))
+    }))?;
+    let before = WRITTEN.fetch_add(len as u64, Ordering::Relaxed);
+    (before + len as u64 > limit).then(|| std::io::Error::from_raw_os_error(errno))
+}
+
+#[cfg(not(feature = "test-hooks"))]
+fn injected_fault(_len: usize) -> Option<std::io::Error> {
+    None
+}
+
+/// The temporary file [`write_atomic`] hands its writer. It keeps the first error the disk
+/// returned, because encoders wrap it in their own: polars reports a full disk as "Invalid
+/// thrift: transport error", and the user must read "no space left" instead.
+pub struct TempFile {
+    file: File,
+    first_error: Option<std::io::Error>,
+}
+
+impl TempFile {
+    fn keep<T>(&mut self, result: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &result {
+            if self.first_error.is_none() {
+                self.first_error = Some(match e.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(e.kind(), e.to_string()),
+                });
+            }
+        }
+        result
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let result = match injected_fault(buf.len()) {
+            Some(e) => Err(e),
+            None => self.file.write(buf),
+        };
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let result = self.file.flush();
+        self.keep(result)
+    }
+}
+
 /// Writes `path` atomically: a temporary file in the same folder, flushed to disk, then renamed,
-/// so a reader sees the old file or the whole new one, never a part.
+/// so a reader sees the old file or the whole new one, never a part. The folder is created if
+/// its own parent exists; a missing parent is an error (`NotFound`), so that a results folder
+/// deleted or unmounted mid-sweep is noticed instead of silently made again. When `write`
+/// fails after the disk refused a write, the error is the disk's (e.g. `StorageFull`).
 pub fn write_atomic(
     path: &Path,
-    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+    write: impl FnOnce(&mut TempFile) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
+    match fs::create_dir(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     let tmp = tmp_path(path);
     let result = (|| {
-        let mut f = File::create(&tmp)?;
-        write(&mut f)?;
-        f.flush()?;
-        f.sync_all()?;
+        let mut f = TempFile {
+            file: File::create(&tmp)?,
+            first_error: None,
+        };
+        if let Err(e) = write(&mut f).and_then(|()| f.flush()) {
+            return Err(f.first_error.take().unwrap_or(e));
+        }
+        f.file.sync_all()?;
         if let Some(delay) = write_delay() {
             std::thread::sleep(delay);
         }
@@ -144,6 +214,47 @@ pub fn clean_temporaries(folders: &[PathBuf]) -> std::io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// A fault of the folder results are written to that fails every later write the same way, so
+/// that a sweep stops starting runs instead of failing each of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FolderFault {
+    /// The disk (or quota) is full.
+    NoSpace,
+    /// The folder or its file system refuses writes.
+    ReadOnly,
+    /// The folder is gone (deleted, moved or unmounted).
+    Vanished,
+}
+
+impl FolderFault {
+    /// The fault behind `error`, returned by a write into the results folder `dir`; `None` for
+    /// an error that may not repeat.
+    pub fn of(error: &std::io::Error, dir: &Path) -> Option<FolderFault> {
+        match error.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Some(FolderFault::NoSpace),
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+                Some(FolderFault::ReadOnly)
+            }
+            ErrorKind::NotFound if !dir.is_dir() => Some(FolderFault::Vanished),
+            _ => None,
+        }
+    }
+
+    /// What happened to `dir`, and what to do about it.
+    pub fn message(self, dir: &Path) -> String {
+        let dir = dir.display();
+        match self {
+            FolderFault::NoSpace => format!("no space left on {dir}; free some space"),
+            FolderFault::ReadOnly => {
+                format!("{dir} is read-only; make it writable (chmod -R u+w {dir}, or remount it)")
+            }
+            FolderFault::Vanished => format!(
+                "the results folder {dir} has vanished (deleted, moved or unmounted); put it back"
+            ),
+        }
+    }
 }
 
 /// Why an output folder cannot be used.

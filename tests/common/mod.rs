@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gradlab_experiments::store::{self, read_table};
+use gradlab_experiments::sweep::Spec;
 use polars::prelude::*;
 
 /// Runs `gradlab` with `args` and returns what it printed and its status.
@@ -103,5 +104,30 @@ pub fn assert_same_results(a: &Path, b: &Path) {
             a.display(),
             b.display()
         );
+    }
+}
+
+/// The run_ids of the spec at `spec`, in order.
+#[allow(dead_code)]
+pub fn ids(spec: &Path) -> Vec<String> {
+    Spec::load(spec)
+        .unwrap()
+        .expand()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Waits (up to a minute, then fails) until `cond` holds; `what` names it in the failure.
+#[allow(dead_code)]
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

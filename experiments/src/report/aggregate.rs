@@ -38,7 +38,13 @@ impl SweepData {
     ) -> Result<Option<SweepData>, ReportError> {
         let (mut frames, mut planned, mut missing) = (Vec::new(), Vec::new(), 0);
         for (s, source) in sources.iter().enumerate() {
-            let runs = store::read_table(&source.dir, "runs")?;
+            // Only complete runs: a damaged run's `runs` row may be readable while its steps
+            // are not (reported with --partial only).
+            let complete = store::completed_ids(&source.dir)?;
+            let complete: BTreeSet<&str> = complete.iter().map(String::as_str).collect();
+            let runs = store::read_table(&source.dir, "runs")?
+                .map(|r| only_ids(r, &complete))
+                .transpose()?;
             let selected = source.planned(conditions);
             let done: BTreeSet<String> = match &runs {
                 Some(r) => strings(r, "run_id")?.into_iter().collect(),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::*;
 
 use crate::config::{KEYS, NON_IDENTITY_KEYS};
-use crate::sweep::SweepDirError;
+use crate::sweep::{SweepDir, SweepDirError};
 use crate::task::TaskKind;
 use aggregate::{aggregate, SweepData};
 use figures::FigureData;
@@ -58,6 +58,13 @@ pub enum ReportError {
     Plot(#[from] plot::PlotError),
     #[error("--facet {key}: not a key the report groups by; use one of: {by}, or `none`")]
     BadFacet { key: String, by: String },
+    #[error(
+        "{dir}'s sweep.toml no longer matches its runs: {problems}. The report would leave them \
+         out silently; `gradlab status {dir}` lists them. Pass --partial to report the complete \
+         runs of the sweep.toml that are there",
+        dir = .dir.display()
+    )]
+    Mismatch { dir: PathBuf, problems: String },
 }
 
 /// What to report and where.
@@ -80,6 +87,9 @@ pub struct Options {
     pub plots: bool,
     /// Figure formats, facets and size.
     pub figures: plot::FigureOptions,
+    /// Report the complete runs of a sweep even where its folder holds complete runs its
+    /// `sweep.toml` does not plan, or damaged runs ([`check_matches`]).
+    pub partial: bool,
 }
 
 impl Default for Options {
@@ -93,6 +103,7 @@ impl Default for Options {
             out: None,
             plots: true,
             figures: plot::FigureOptions::default(),
+            partial: false,
         }
     }
 }
@@ -227,6 +238,40 @@ fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
     Ok(c.f64()?.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
+/// Refuses a sweep folder whose `sweep.toml` no longer describes its runs: complete runs it
+/// does not plan (an earlier spec's, or one edited by hand: the report would leave results out
+/// without a word), or damaged runs (results that cannot be read). Planned runs that are not
+/// complete yet are no mismatch: a sweep is reported while it runs, and the report says how
+/// many are missing.
+pub fn check_matches(sweep: &SweepDir) -> Result<(), ReportError> {
+    let health = crate::store::health(&sweep.dir)?;
+    let planned: BTreeSet<&str> = sweep.runs.iter().map(|r| r.id.as_str()).collect();
+    let unplanned = health
+        .complete
+        .iter()
+        .filter(|id| !planned.contains(id.as_str()))
+        .count();
+    let mut problems = Vec::new();
+    if unplanned > 0 {
+        problems.push(format!(
+            "{unplanned} complete runs are not in it (an earlier or edited spec)"
+        ));
+    }
+    if !health.damaged.is_empty() {
+        problems.push(format!(
+            "{} runs have damaged or missing files (`gradlab sweep` runs them again)",
+            health.damaged.len()
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ReportError::Mismatch {
+        dir: sweep.dir.clone(),
+        problems: problems.join("; "),
+    })
+}
+
 /// Aggregates the sweep in `dir` and writes the tables (and figures) of `opts`.
 pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
     report_many(&[dir.to_path_buf()], opts)
@@ -236,6 +281,11 @@ pub fn report(dir: &Path, opts: &Options) -> Result<Report, ReportError> {
 /// one table and writes the tables (and figures) of `opts`.
 pub fn report_many(dirs: &[PathBuf], opts: &Options) -> Result<Report, ReportError> {
     let sources = source::open_all(dirs)?;
+    if !opts.partial {
+        for sweep in sources.iter().filter_map(|s| s.sweep.as_ref()) {
+            check_matches(sweep)?;
+        }
+    }
     let Some(data) = SweepData::load(&sources, &opts.conditions)? else {
         let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
         let filtered = if opts.conditions.is_empty() {
@@ -329,6 +379,10 @@ pub fn report_many(dirs: &[PathBuf], opts: &Options) -> Result<Report, ReportErr
             .collect::<Vec<_>>()
             .join("-")
     );
+    std::fs::create_dir_all(&out).map_err(|source| ReportError::Write {
+        path: out.clone(),
+        source,
+    })?;
     let mut files = Vec::new();
     for format in &opts.formats {
         let (name, text) = match format {

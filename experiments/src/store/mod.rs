@@ -10,6 +10,7 @@
 //! the same schema whatever the run's depth (per-layer quantities are rows of `layers`), so
 //! `<table>/*.parquet` reads as-is in polars, pyarrow, pandas and DuckDB.
 
+pub mod check;
 pub mod compact;
 pub mod read;
 pub mod write;
@@ -18,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::PolarsError;
 
-pub use compact::{compact, Compacted, COMPACTED};
+pub use check::{footer_check, health, is_complete, Damage, Health};
+pub use compact::{compact, Compacted, Compaction, COMPACTED};
 pub use read::{completed_ids, concat_aligned, diverged_ids, parts, read_parquet, read_table};
 pub use write::write_run;
 
@@ -92,6 +94,27 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Polars(#[from] PolarsError),
+    #[error("{path} is damaged ({problem}); move it aside, and `gradlab sweep` runs again the runs it held")]
+    Damaged { path: PathBuf, problem: String },
+    #[error(
+        "{} runs in {} have damaged or missing files ({}); `gradlab status` lists them, and \
+         `gradlab sweep` moves the files aside and runs them again: compact after that",
+        .runs.len(),
+        .dir.display(),
+        .runs.iter().flat_map(|(_, d)| d).take(3)
+            .map(|d| format!("{}: {}", d.path.display(), d.problem))
+            .collect::<Vec<_>>().join(", ")
+    )]
+    DamagedRuns {
+        dir: PathBuf,
+        runs: Vec<(String, Vec<Damage>)>,
+    },
+    #[error("{}; the parts were kept, and `gradlab compact` finishes the job", .fault.message(.dir))]
+    Fault {
+        fault: crate::fs::FolderFault,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("another `gradlab compact` is working on {0}; wait for it to finish")]
     Locked(PathBuf),
     #[error("{path} holds {found} rows after writing, expected {expected}; the parts were kept")]
@@ -103,7 +126,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io {
             path: path.to_path_buf(),
             source,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use super::COMPACTED;
+use super::check::footer_check;
+use super::{StoreError, COMPACTED};
 use crate::train::record::Status;
 
 /// Reads a Parquet file.
@@ -38,32 +39,35 @@ pub fn parts(dir: &Path, table: &str) -> std::io::Result<Vec<(String, PathBuf)>>
     Ok(parts)
 }
 
-/// The run_ids whose `runs` row exists (a part file, or a row of the compacted file): the runs
-/// that are complete.
-pub fn completed_ids(dir: &Path) -> PolarsResult<BTreeSet<String>> {
-    let mut ids: BTreeSet<String> = parts(dir, "runs")?.into_iter().map(|(id, _)| id).collect();
-    let compacted = dir.join("runs").join(COMPACTED);
-    if compacted.exists() {
-        let df = read_parquet(&compacted)?;
-        ids.extend(
-            df.column("run_id")?
-                .str()?
-                .iter()
-                .flatten()
-                .map(String::from),
-        );
+/// The run_ids of the complete runs of `dir` ([`super::check`]): every file present and
+/// readable.
+pub fn completed_ids(dir: &Path) -> Result<BTreeSet<String>, StoreError> {
+    Ok(super::check::health(dir)?.complete)
+}
+
+/// The part files of a table that pass [`footer_check`]: a damaged part is never read as a
+/// result (`gradlab status` lists it, `gradlab sweep` runs its run again).
+pub fn readable_parts(dir: &Path, table: &str) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut ok = Vec::new();
+    for (id, path) in parts(dir, table)? {
+        match footer_check(&path) {
+            Ok(Ok(())) => ok.push((id, path)),
+            Ok(Err(_)) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
-    Ok(ids)
+    Ok(ok)
 }
 
 /// Reads one table of a results folder whole: every part file, and the rows of the compacted
 /// file whose run has no part file (a part is newer: a compaction killed before it removed the
 /// parts it merged leaves both). Runs whose tables have different columns (folders written by
 /// older builds: `steps` had per-layer columns, `runs` fewer columns) are aligned, with nulls
-/// where a run has no such column. `None` when the
-/// table has no file at all.
+/// where a run has no such column. Damaged parts are left out ([`readable_parts`]). `None` when
+/// the table has no file at all.
 pub fn read_table(dir: &Path, table: &str) -> PolarsResult<Option<DataFrame>> {
-    let parts = parts(dir, table)?;
+    let parts = readable_parts(dir, table)?;
     let mut frames = Vec::with_capacity(parts.len() + 1);
     let compacted = dir.join(table).join(COMPACTED);
     if compacted.exists() {

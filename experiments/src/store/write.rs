@@ -12,7 +12,7 @@ use polars_parquet::write::{
 
 use super::{run_paths, Provenance};
 use crate::config::{Clip, RunConfig, Truncation, KEYS};
-use crate::fs::write_atomic;
+use crate::fs::{write_atomic, TempFile};
 use crate::train::record::{FlowRow, RunRecord, SpectrumRow, StepRow};
 
 /// Columns that identify a row: written as required (non-null) Parquet fields.
@@ -33,7 +33,7 @@ pub(super) fn write_parquet(path: &Path, mut df: DataFrame) -> std::io::Result<(
     })
 }
 
-fn write_frame(file: &mut std::fs::File, df: &mut DataFrame) -> PolarsResult<()> {
+fn write_frame(file: &mut TempFile, df: &mut DataFrame) -> PolarsResult<()> {
     let compat = CompatLevel::oldest();
     let mut schema = df.schema().to_arrow(compat);
     for field in schema.iter_values_mut() {
@@ -69,7 +69,8 @@ fn frame(columns: Vec<Column>) -> DataFrame {
     DataFrame::new_infer_height(columns).expect("columns of one table have equal lengths")
 }
 
-/// Writes the tables of one run, the `runs` row last.
+/// Writes the tables of one run into the existing results folder `dir`, the `runs` row last
+/// (a folder that is gone is an error, not made again: see [`write_atomic`]).
 pub fn write_run(
     dir: &Path,
     id: &str,

@@ -1,6 +1,6 @@
 //! Sweeps (DESIGN.md "Sweeps, storage, distribution"): a TOML [`spec`] expanded into runs
 //! with their identity ([`expand`], [`identity`], [`random`]), run in parallel and resumably
-//! ([`runner`]), split into disjoint shards for many machines, and the state of a sweep's
+//! ([`runner`]; one process per run where several share a folder: [`claim`]), split into disjoint shards for many machines, and the state of a sweep's
 //! results folder ([`status`]).
 //!
 //! A spec has `name`, `seeds`, a `[base]` run config, a `[grid]` of axes whose Cartesian
@@ -13,6 +13,7 @@
 //! `range(start, stop, step)`), [`Spec::set_random`] (`log_uniform(lo, hi)`, ...) and
 //! [`Spec::set_samples`], with the same checks as the file.
 
+pub mod claim;
 pub mod expand;
 pub mod identity;
 pub mod random;

@@ -17,7 +17,9 @@ use std::sync::Mutex;
 
 use gradlab_kernels::Par;
 
+use super::claim::{Claims, Taken};
 use super::expand::PlannedRun;
+use crate::fs::FolderFault;
 use crate::store::{self, Provenance};
 use crate::train::record::Outcome;
 use crate::train::resume::{self, Checkpointing, ResumeError};
@@ -61,10 +63,18 @@ pub struct Summary {
     pub finished: usize,
     pub diverged: usize,
     pub failed: usize,
-    /// Runs not started because `fail_fast` or a signal stopped the sweep.
+    /// Runs not started because `fail_fast`, a [`FolderFault`] or a signal stopped the sweep.
     pub not_started: usize,
     /// Runs stopped by a signal after checkpointing.
     pub interrupted: usize,
+    /// Runs skipped because another process holds their claim (is running them).
+    pub claimed_elsewhere: usize,
+    /// Runs another process completed after this one listed them.
+    pub completed_elsewhere: usize,
+    /// The fault of the results folder that stopped the sweep, if one did.
+    pub fault: Option<FolderFault>,
+    /// Failed runs whose `failed/<run_id>.json` could not be written, by run_id.
+    pub unrecorded: Vec<String>,
 }
 
 /// Testing hook (feature `test-hooks` only): a run_id whose run panics
@@ -99,6 +109,11 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot claim the run in {dir}: {source}")]
+    Claim {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{error} (and cannot write {path}: {source})")]
     Record {
         error: Box<RunError>,
@@ -109,7 +124,10 @@ pub enum RunError {
 
 /// Runs `runs` into `dir` on `opts.jobs` threads. Each run writes its tables (the `runs` row
 /// last); a run that fails or panics is written to `failed/<run_id>.json` and the others go on
-/// (unless `fail_fast`). A run that diverges is complete: divergence is an outcome.
+/// (unless `fail_fast`). A run that diverges is complete: divergence is an outcome. Each run is
+/// claimed first ([`super::claim`]): runs that another process is running, or has completed
+/// since `runs` was listed, are skipped. A fault of the folder (full, read-only, vanished) stops
+/// the sweep from starting more runs.
 pub fn execute(
     dir: &Path,
     runs: &[&PlannedRun],
@@ -125,6 +143,7 @@ pub fn execute(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let summary = Mutex::new(Summary::default());
+    let claims = Claims::new(dir)?;
     pool.scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             scope.spawn(|_| loop {
@@ -134,8 +153,29 @@ pub fn execute(
                     lock(&summary).not_started += 1;
                     continue;
                 }
+                match claim(dir, &claims, &run.id) {
+                    Ok(Claimed::Mine) => {}
+                    Ok(Claimed::Busy) => {
+                        lock(&summary).claimed_elsewhere += 1;
+                        continue;
+                    }
+                    Ok(Claimed::Complete) => {
+                        lock(&summary).completed_elsewhere += 1;
+                        continue;
+                    }
+                    Err(error) => {
+                        on_event(Event::Started(run));
+                        failed(&summary, &stop, opts, dir, run, &error);
+                        on_event(Event::Failed(run, &error));
+                        continue;
+                    }
+                }
                 on_event(Event::Started(run));
-                match run_one(dir, run, opts, prov, on_event) {
+                let result = run_one(dir, run, opts, prov, on_event);
+                // The results, the checkpoint or the failure record are written: the claim has
+                // done its job. One that cannot be removed is stale once this process ends.
+                let _ = claims.release(&run.id);
+                match result {
                     Ok(None) => lock(&summary).interrupted += 1,
                     Ok(Some(outcome)) => {
                         {
@@ -146,10 +186,7 @@ pub fn execute(
                         on_event(Event::Finished(run, &outcome));
                     }
                     Err(error) => {
-                        if opts.fail_fast {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        lock(&summary).failed += 1;
+                        failed(&summary, &stop, opts, dir, run, &error);
                         on_event(Event::Failed(run, &error));
                     }
                 }
@@ -157,6 +194,76 @@ pub fn execute(
         }
     });
     Ok(summary.into_inner().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Whether this process may run a run.
+enum Claimed {
+    Mine,
+    /// Another live process holds the claim.
+    Busy,
+    /// Claimed, but another process completed it since it was listed (claim given back).
+    Complete,
+}
+
+/// Claims run `id` in `dir` and checks, holding the claim, that it is not complete yet.
+fn claim(dir: &Path, claims: &Claims, id: &str) -> Result<Claimed, RunError> {
+    let error = |source| RunError::Claim {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    if let Taken::Busy(_) = claims.take(id).map_err(error)? {
+        return Ok(Claimed::Busy);
+    }
+    match store::is_complete(dir, id) {
+        Ok(false) => Ok(Claimed::Mine),
+        Ok(true) => {
+            claims.release(id).map_err(error)?;
+            Ok(Claimed::Complete)
+        }
+        Err(e) => {
+            let _ = claims.release(id);
+            Err(error(std::io::Error::other(e)))
+        }
+    }
+}
+
+/// Counts a failed run; stops the sweep on `fail_fast`, and on a fault of the results folder
+/// (every later run would fail the same way).
+fn failed(
+    summary: &Mutex<Summary>,
+    stop: &AtomicBool,
+    opts: &RunnerOptions,
+    dir: &Path,
+    run: &PlannedRun,
+    error: &RunError,
+) {
+    let fault = error.folder_fault(dir);
+    if opts.fail_fast || fault.is_some() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    let mut s = lock(summary);
+    s.failed += 1;
+    if s.fault.is_none() {
+        s.fault = fault;
+    }
+    if let RunError::Record { .. } | RunError::Claim { .. } = error {
+        s.unrecorded.push(run.id.clone());
+    }
+}
+
+impl RunError {
+    /// The fault of the results folder `dir` behind this error, if any.
+    pub fn folder_fault(&self, dir: &Path) -> Option<FolderFault> {
+        match self {
+            RunError::Write { source, .. }
+            | RunError::Claim { source, .. }
+            | RunError::StaleFailure { source, .. } => FolderFault::of(source, dir),
+            RunError::Record { error, source, .. } => {
+                error.folder_fault(dir).or(FolderFault::of(source, dir))
+            }
+            RunError::Train(_) | RunError::Panic(_) => None,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -53,8 +53,10 @@ impl SweepDir {
 
     /// Where the sweep's runs stand.
     pub fn status(&self) -> Result<SweepStatus, StoreError> {
-        let done = store::completed_ids(&self.dir)?;
+        let health = store::health(&self.dir)?;
+        let done = health.complete;
         let mut status = SweepStatus::of(&self.dir, &self.runs, &done);
+        status.damaged = health.damaged.into_iter().collect();
         let ids: BTreeSet<&str> = self.runs.iter().map(|r| r.id.as_str()).collect();
         status.extra = done.iter().filter(|id| !ids.contains(id.as_str())).count();
         status.diverged = store::diverged_ids(&self.dir)?
@@ -80,6 +82,9 @@ pub struct SweepStatus {
     pub extra: usize,
     /// Temporary files (a writer is busy, or was killed).
     pub temporaries: usize,
+    /// Runs with a `runs` row and a damaged or missing file ([`store::check`]), by run_id;
+    /// counted as failed or missing above.
+    pub damaged: Vec<(String, Vec<store::Damage>)>,
 }
 
 impl SweepStatus {
@@ -110,16 +115,18 @@ impl SweepStatus {
         p
     }
 
-    /// Whether some run is failed or missing.
+    /// Whether some run is failed, missing or damaged.
     pub fn unfinished(&self) -> bool {
-        !self.failed.is_empty() || self.missing > 0
+        !self.failed.is_empty() || self.missing > 0 || !self.damaged.is_empty()
     }
 }
 
 /// The folders gradlab writes in a results folder: the folder itself, those of its runs
-/// ([`store::RUN_FOLDERS`]), `report` and `slurm`.
+/// ([`store::RUN_FOLDERS`]), `report`, `slurm` and `claims`.
 pub fn folders(dir: &Path) -> Vec<PathBuf> {
-    let subs = store::RUN_FOLDERS.iter().chain(&["report", "slurm"]);
+    let subs = store::RUN_FOLDERS
+        .iter()
+        .chain(&["report", "slurm", super::claim::CLAIMS]);
     std::iter::once(dir.to_path_buf())
         .chain(subs.map(|s| dir.join(s)))
         .collect()
@@ -181,8 +188,7 @@ pub fn check_spec_change(
         return Ok(SpecChange::None);
     }
     let new: BTreeSet<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-    let done =
-        store::completed_ids(dir).map_err(|e| SpecCheckError::Read(dir.to_path_buf(), e.into()))?;
+    let done = store::completed_ids(dir).map_err(|e| SpecCheckError::Read(dir.to_path_buf(), e))?;
     let (old_name, old_ids) = match SweepDir::open(dir) {
         Ok(old) => (
             old.spec.name.clone(),
