@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
 use gradlab_experiments::fs::prepare_output_dir;
+use gradlab_experiments::memory::{self, Bytes, MemoryBudget, MemoryLimit};
 use gradlab_experiments::model::checkpoint;
 use gradlab_experiments::store::{self, checkpoint_path, Provenance, RUN_FOLDERS};
 use gradlab_experiments::sweep::run_id;
@@ -22,6 +23,7 @@ pub struct RunArgs {
     overrides: Vec<(String, String)>,
     out: Option<PathBuf>,
     threads: Option<usize>,
+    max_memory: Option<u64>,
 }
 
 fn flag(key: &str) -> &'static str {
@@ -59,6 +61,13 @@ impl Args for RunArgs {
                     .value_parser(clap::value_parser!(usize))
                     .allow_negative_numbers(true)
                     .help("Threads [default: every core]"),
+            )
+            .arg(
+                Arg::new("max-memory")
+                    .long("max-memory")
+                    .value_name("SIZE")
+                    .value_parser(crate::parse_max_memory)
+                    .help(crate::MAX_MEMORY_HELP),
             );
         let defaults = RunConfig::default().to_table();
         KEYS.iter().fold(cmd, |cmd, &key| {
@@ -90,6 +99,7 @@ impl FromArgMatches for RunArgs {
             config: m.get_one::<PathBuf>("config").cloned(),
             out: m.get_one::<PathBuf>("out").cloned(),
             threads: m.get_one::<usize>("threads").copied(),
+            max_memory: m.get_one::<u64>("max-memory").copied(),
             overrides: Vec::new(),
         };
         for &key in KEYS.iter() {
@@ -142,6 +152,9 @@ pub fn out_dir(out: &Option<PathBuf>, name: &str) -> PathBuf {
 pub fn run(args: RunArgs) -> Result<()> {
     let cfg = load_config(&args)?;
     let threads = thread_count(args.threads, "--threads")?.get();
+    let budget = MemoryBudget::new(MemoryLimit::resolve(args.max_memory));
+    let _memory = budget.reserve(&cfg)?;
+    let estimate = memory::estimate(&cfg)?;
     let dir = out_dir(&args.out, &cfg.name);
     prepare_output_dir(&dir, args.out.is_none(), &RUN_FOLDERS)?;
     let mut trainer = Trainer::new(cfg.clone(), Par::rayon(threads))?;
@@ -207,10 +220,21 @@ pub fn run(args: RunArgs) -> Result<()> {
             o.final_loss, o.best_loss, o.metric
         );
     }
-    println!(
-        "clip fraction {:.3}, gradient decay rate {:.4} per step of lag",
-        o.clip_fraction, o.decay_rate
+    let decay = o.decay_rate.map_or_else(
+        || "undefined (fewer than two lags with a gradient; see results/README.md)".into(),
+        |r| format!("{r:.4} per step of lag"),
     );
+    println!(
+        "clip fraction {:.3}, gradient decay rate {decay}",
+        o.clip_fraction
+    );
+    if let Some(peak) = memory::peak_rss() {
+        println!(
+            "peak memory {} (estimated {} before the run)",
+            Bytes(peak as f64),
+            estimate.describe()
+        );
+    }
     println!(
         "results: {}/{{runs,steps,layers,flow,spectrum}}/{id}.parquet, checkpoint: {}",
         dir.display(),

@@ -519,7 +519,7 @@ fn logged_updates_write_encoder_and_decoder_flow_and_both_stacks_layers() {
             );
         }
         assert_eq!(rec.flow.len(), 2 * 2 * (5 + 6), "no other source");
-        assert!(rec.outcome.decay_rate.is_finite());
+        assert!(rec.outcome.decay_rate.is_some_and(f64::is_finite));
     }
 }
 
@@ -629,6 +629,7 @@ fn a_seq2seq_sweep_reports_exact_match_and_the_encoder_gradient_against_lag() {
     let opts = RunnerOptions {
         jobs: 2,
         fail_fast: true,
+        memory: None,
     };
     let refs: Vec<&PlannedRun> = runs.iter().collect();
     let summary = execute(&dir, &refs, &opts, &Provenance::current("s2s"), &|_| {}).unwrap();

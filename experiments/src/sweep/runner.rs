@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use gradlab_kernels::Par;
 
 use super::expand::PlannedRun;
+use crate::memory::{MemoryBudget, MemoryError, MemoryLimit};
 use crate::store::{self, Provenance};
 use crate::train::record::Outcome;
 use crate::train::{TrainError, Trainer};
@@ -28,6 +29,8 @@ pub struct RunnerOptions {
     pub jobs: usize,
     /// Stop starting runs after the first failure.
     pub fail_fast: bool,
+    /// The memory the runs going at once may use (`None`: not checked); see [`MemoryBudget`].
+    pub memory: Option<MemoryLimit>,
 }
 
 /// What the runner reports as runs start and end (from its worker threads).
@@ -68,6 +71,8 @@ fn injected_panic(_id: &str) {}
 pub enum RunError {
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("cannot write the results to {dir}: {source}")]
     Write {
         dir: PathBuf,
@@ -106,6 +111,7 @@ pub fn execute(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let summary = Mutex::new(Summary::default());
+    let budget = MemoryBudget::new(opts.memory);
     pool.scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             scope.spawn(|_| loop {
@@ -116,7 +122,7 @@ pub fn execute(
                     continue;
                 }
                 on_event(Event::Started(run));
-                match run_one(dir, run, opts.jobs, prov) {
+                match run_one(dir, run, opts.jobs, &budget, prov) {
                     Ok(outcome) => {
                         {
                             let mut s = lock(&summary);
@@ -143,16 +149,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Trains and stores one run on up to `jobs` threads; a panic or error becomes
+/// Trains and stores one run on up to `jobs` threads once `budget` has room for it; a panic or
+/// error (a run too large for the budget included) becomes
 /// `failed/<run_id>.json` and an `Err`.
 fn run_one(
     dir: &Path,
     run: &PlannedRun,
     jobs: usize,
+    budget: &MemoryBudget,
     prov: &Provenance,
 ) -> Result<Outcome, RunError> {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Outcome, RunError> {
         injected_panic(&run.id);
+        let _memory = budget.reserve(&run.config)?;
         let mut trainer = Trainer::new(run.config.clone(), Par::Seq)?;
         if trainer.flops_per_update() >= PARALLEL_FLOPS {
             trainer.par = Par::rayon(jobs);
