@@ -53,6 +53,15 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Help of `--max-memory` (`gradlab run` and `gradlab sweep`).
+const MAX_MEMORY_HELP: &str = "Memory runs may use, e.g. 8G or 512M: a run whose estimate \
+     exceeds it is refused [default: what the machine has available, or its cgroup limit]";
+
+/// `--max-memory SIZE`.
+fn parse_max_memory(text: &str) -> Result<u64, String> {
+    gradlab_experiments::memory::parse_size(text).map_err(|e| e.to_string())
+}
+
 /// `KEY=VALUE` as its trimmed parts (`--set`, `--grid`).
 fn split_key_value(kv: &str) -> Option<(&str, &str)> {
     kv.split_once('=').map(|(k, v)| (k.trim(), v.trim()))

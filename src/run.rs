@@ -8,6 +8,7 @@ use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
 use gradlab_experiments::fs::prepare_output_dir;
 use gradlab_experiments::interrupt::{self, Interrupted};
+use gradlab_experiments::memory::{self, Bytes, MemoryBudget, MemoryLimit};
 use gradlab_experiments::model::checkpoint;
 use gradlab_experiments::store::{self, checkpoint_path, Provenance, RUN_FOLDERS};
 use gradlab_experiments::sweep::run_id;
@@ -26,6 +27,7 @@ pub struct RunArgs {
     threads: Option<usize>,
     /// `--resume DIR`: continue the run whose checkpoint is in DIR.
     resume: Option<PathBuf>,
+    max_memory: Option<u64>,
 }
 
 fn flag(key: &str) -> &'static str {
@@ -71,6 +73,13 @@ impl Args for RunArgs {
                     .value_parser(clap::value_parser!(usize))
                     .allow_negative_numbers(true)
                     .help("Threads [default: every core]"),
+            )
+            .arg(
+                Arg::new("max-memory")
+                    .long("max-memory")
+                    .value_name("SIZE")
+                    .value_parser(crate::parse_max_memory)
+                    .help(crate::MAX_MEMORY_HELP),
             );
         let defaults = RunConfig::default().to_table();
         KEYS.iter().fold(cmd, |cmd, &key| {
@@ -102,6 +111,7 @@ impl FromArgMatches for RunArgs {
             config: m.get_one::<PathBuf>("config").cloned(),
             out: m.get_one::<PathBuf>("out").cloned(),
             threads: m.get_one::<usize>("threads").copied(),
+            max_memory: m.get_one::<u64>("max-memory").copied(),
             overrides: Vec::new(),
             resume: m.get_one::<PathBuf>("resume").cloned(),
         };
@@ -212,6 +222,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
     };
     let threads = thread_count(args.threads, "--threads")?.get();
+    let budget = MemoryBudget::new(MemoryLimit::resolve(args.max_memory));
+    let _memory = budget.reserve(&cfg)?;
+    let estimate = memory::estimate(&cfg)?;
     prepare_output_dir(
         &dir,
         args.out.is_none() && args.resume.is_none(),
@@ -317,10 +330,21 @@ pub fn run(args: RunArgs) -> Result<()> {
             o.final_loss, o.best_loss, o.metric
         );
     }
-    println!(
-        "clip fraction {:.3}, gradient decay rate {:.4} per step of lag",
-        o.clip_fraction, o.decay_rate
+    let decay = o.decay_rate.map_or_else(
+        || "undefined (fewer than two lags with a gradient; see results/README.md)".into(),
+        |r| format!("{r:.4} per step of lag"),
     );
+    println!(
+        "clip fraction {:.3}, gradient decay rate {decay}",
+        o.clip_fraction
+    );
+    if let Some(peak) = memory::peak_rss() {
+        println!(
+            "peak memory {} (estimated {} before the run)",
+            Bytes(peak as f64),
+            estimate.describe()
+        );
+    }
     println!(
         "results: {}/{{runs,steps,layers,flow,spectrum}}/{id}.parquet, checkpoint: {}",
         dir.display(),

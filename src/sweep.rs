@@ -12,6 +12,7 @@ use clap::Args;
 use gradlab_experiments::config::{thread_count, ModelKind, RunConfig};
 use gradlab_experiments::fs::{clean_temporaries, prepare_output_dir};
 use gradlab_experiments::interrupt::{self, Interrupted};
+use gradlab_experiments::memory::{self, MemoryBudget, MemoryLimit};
 use gradlab_experiments::model::kernel_cell;
 use gradlab_experiments::store::RUN_FOLDERS;
 use gradlab_experiments::store::{self, Provenance};
@@ -19,6 +20,7 @@ use gradlab_experiments::sweep::status::{folders, write_spec_and_manifest, SPEC_
 use gradlab_experiments::sweep::{
     self, Event, PlannedRun, RunnerOptions, Spec, SpecChange, SweepDir, SweepStatus,
 };
+use gradlab_experiments::task::Task;
 use gradlab_experiments::train::resume;
 use gradlab_kernels::StackShape;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -79,6 +81,11 @@ pub struct SweepArgs {
     /// `gradlab sample` and scripts/load_checkpoint.py read them)
     #[arg(long)]
     pub save_weights: bool,
+    /// Memory the runs going at once may use, e.g. 8G: a run starts when its estimate fits
+    /// beside theirs, and one that cannot fit alone fails [default: what the machine has
+    /// available, or its cgroup limit]
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse_max_memory)]
+    pub max_memory: Option<u64>,
     /// Make this spec the results folder's even though it drops complete runs of the spec
     /// already there (kept as sweep.toml.replaced-<time>; no result file is removed)
     #[arg(long)]
@@ -226,6 +233,7 @@ pub fn run_spec(spec: Spec, args: &SweepArgs) -> Result<PathBuf> {
         jobs,
         fail_fast: args.fail_fast,
         save_weights: args.save_weights,
+        memory: MemoryLimit::resolve(args.max_memory),
     };
     interrupt::install().context("cannot install the signal handlers")?;
     let report = Reporter::new(&todo);
@@ -355,9 +363,26 @@ fn dry_run(
     let p = SweepStatus::of(dir, runs, &complete);
     let failed: std::collections::BTreeSet<&str> =
         p.failed.iter().map(|(r, _)| r.id.as_str()).collect();
+    let budget = MemoryBudget::new(MemoryLimit::resolve(args.max_memory));
+    let mut tasks = HashMap::new();
+    let mut refused = Vec::new();
     for run in mine {
+        let too_large = !complete.contains(&run.id) && {
+            let c = &run.config;
+            let task = tasks
+                .entry((c.task, c.seq_len, c.text.clone()))
+                .or_insert_with(|| Task::new(c.task, c.seq_len, c.text.as_deref()).ok());
+            task.as_ref().is_some_and(|task| {
+                budget
+                    .fits(memory::estimate_for(c, task))
+                    .map_err(|e| refused.push((run, e)))
+                    .is_err()
+            })
+        };
         let state = if complete.contains(&run.id) {
             "complete"
+        } else if too_large {
+            "too big"
         } else if failed.contains(run.id.as_str()) {
             "failed"
         } else {
@@ -384,6 +409,14 @@ fn dry_run(
         p.failed.len(),
         p.missing
     );
+    if let Some((run, e)) = refused.first() {
+        println!(
+            "{} runs are too big and would fail, e.g. {} ({}): {e}",
+            refused.len(),
+            run.id,
+            run.label()
+        );
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `gradlab sample` and `gradlab grad`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -104,9 +105,17 @@ pub fn sample_cmd(a: SampleArgs) -> Result<()> {
     } else {
         Decoding::Temperature(a.temperature.unwrap_or(1.0))
     };
-    let text = sample(&ck, &prime, a.len.unwrap_or(200), decoding, a.seed)
-        .with_context(|| format!("sampling from {path}"))?;
-    println!("{text}");
+    let mut stdout = std::io::stdout().lock();
+    sample(
+        &ck,
+        &prime,
+        a.len.unwrap_or(200),
+        decoding,
+        a.seed,
+        &mut stdout,
+    )
+    .with_context(|| format!("sampling from {path}"))?;
+    writeln!(stdout).context("cannot write the sample")?;
     Ok(())
 }
 

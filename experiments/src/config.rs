@@ -457,6 +457,24 @@ impl<'de> Deserialize<'de> for Truncation {
     }
 }
 
+/// Why an integer above `i64::MAX` is refused.
+fn int64_reason() -> String {
+    format!(
+        "must be at most {} (results store integers as int64)",
+        i64::MAX
+    )
+}
+
+/// Whether `v` holds an integer that an i64 cannot.
+fn has_int_beyond_i64(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Number(n) => n.is_u64() && n.as_i64().is_none(),
+        serde_json::Value::Array(items) => items.iter().any(has_int_beyond_i64),
+        serde_json::Value::Object(map) => map.values().any(has_int_beyond_i64),
+        _ => false,
+    }
+}
+
 /// Declares [`RunConfig`] from one table of `key: type = default, "help"`: the struct, its
 /// `Default`, [`KEYS`] and [`key_help`].
 macro_rules! run_config {
@@ -482,6 +500,22 @@ macro_rules! run_config {
             match key {
                 $(stringify!($key) => Some($help),)*
                 _ => None,
+            }
+        }
+
+        impl RunConfig {
+            /// The first key whose value holds an integer above `i64::MAX`, with that value:
+            /// neither TOML (`sweep.toml`) nor the `runs` table's int64 columns can hold it.
+            /// Every key is checked, so that a key added later is covered too.
+            fn beyond_int64(&self) -> Option<(&'static str, String)> {
+                $(
+                    if let Ok(v) = serde_json::to_value(&self.$key) {
+                        if has_int_beyond_i64(&v) {
+                            return Some((stringify!($key), v.to_string()));
+                        }
+                    }
+                )*
+                None
             }
         }
     };
@@ -541,6 +575,11 @@ run_config! {
     note: String = String::new(), "free-text note (recorded, not part of run_id)";
 }
 
+/// The longest `seq_len`: one sequence of 2^32 steps of the smallest model already needs more
+/// than 100 GiB, and below it every length the tasks derive (`2 L + 2`, 16 validation windows)
+/// fits in a `usize`.
+pub const MAX_SEQ_LEN: usize = 1 << 32;
+
 /// Keys that describe or operate a run without changing its results (its labels, and how
 /// often it checkpoints): recorded in the `runs` table, left out of
 /// [`RunConfig::identity_toml`] (so relabelling finished runs does not run them again, and a
@@ -550,10 +589,21 @@ pub const NON_IDENTITY_KEYS: [&str; 4] = ["tags", "note", "checkpoint_every", "c
 impl RunConfig {
     /// Parses a TOML run configuration (unknown keys are errors).
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Toml {
+        let cfg: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
             message: hint_unknown_field(&e.to_string()),
             span: e.span(),
-        })
+        })?;
+        cfg.check_int64()?;
+        Ok(cfg)
+    }
+
+    /// Refuses integers above `i64::MAX` (TOML's and the results' integers are i64): such a
+    /// value would parse, train for hours, and then fail to be written.
+    fn check_int64(&self) -> Result<(), ConfigError> {
+        match self.beyond_int64() {
+            Some((key, value)) => Err(ConfigError::bad(key, value, int64_reason())),
+            None => Ok(()),
+        }
     }
 
     /// The TOML form, which [`RunConfig::from_toml`] reads back unchanged.
@@ -586,7 +636,15 @@ impl RunConfig {
 
     /// Sets one key from its string form (`--set key=value`), as if it were in the TOML file.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        self.set_value(key, parse_value(value))
+        self.set_value(key, parse_value(value)).map_err(|e| {
+            // Digits that TOML cannot read as an integer (beyond i64) came back as a string.
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            if digits && value.parse::<i64>().is_err() {
+                ConfigError::bad(key, value, int64_reason())
+            } else {
+                e
+            }
+        })
     }
 
     /// Sets one key to a TOML value, checking the key and the value's type and form.
@@ -600,9 +658,11 @@ impl RunConfig {
         let mut table = self.to_table();
         let shown = value.to_string();
         table.insert(key.into(), value);
-        *self = table
+        let changed: RunConfig = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::bad(key, shown, e.message()))?;
+        changed.check_int64()?;
+        *self = changed;
         Ok(())
     }
 
@@ -617,6 +677,7 @@ impl RunConfig {
 
     /// Checks values that parse but cannot be run.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_int64()?;
         for (key, v) in [
             ("hidden", self.hidden),
             ("depth", self.depth),
@@ -629,6 +690,13 @@ impl RunConfig {
             if v == 0 {
                 return Err(ConfigError::bad(key, v, "must be at least 1"));
             }
+        }
+        if self.seq_len > MAX_SEQ_LEN {
+            return Err(ConfigError::bad(
+                "seq_len",
+                self.seq_len,
+                format!("must be at most {MAX_SEQ_LEN}: no longer sequence fits in memory"),
+            ));
         }
         let min_len = self.task.min_seq_len();
         if self.seq_len < min_len {
@@ -704,15 +772,49 @@ impl RunConfig {
             ));
         }
         self.validate_model()?;
+        self.validate_tbptt()
+    }
+
+    /// Checks TBPTT(k1, k2): each at least 1, k1 <= k2, and a `truncation_k2` alone has a k1
+    /// to go with (`truncation = k` or `truncation_k1`).
+    fn validate_tbptt(&self) -> Result<(), ConfigError> {
+        for (key, k) in [
+            ("truncation_k1", self.truncation_k1),
+            ("truncation_k2", self.truncation_k2),
+        ] {
+            if k == Some(0) {
+                return Err(ConfigError::bad(
+                    key,
+                    0,
+                    "must be at least 1 (time steps; leave it out for full BPTT)",
+                ));
+            }
+        }
         let (k1, k2) = self.tbptt();
-        if k1 > k2 {
-            return Err(ConfigError::bad(
+        match (self.truncation_k1, self.truncation_k2, self.truncation) {
+            (None, Some(k2), Truncation::Full) => Err(ConfigError::bad(
+                "truncation_k2",
+                k2,
+                format!(
+                    "says how far to backpropagate, but not how often: add truncation_k1 = k \
+                     with 1 <= k <= {k2} (or truncation = k)"
+                ),
+            )),
+            (None, Some(_), Truncation::K(k)) if k > k2 => Err(ConfigError::bad(
+                "truncation",
+                k,
+                format!(
+                    "with truncation_k2 = {k2}, truncation = k is TBPTT(k, {k2}), which needs \
+                     k <= {k2}"
+                ),
+            )),
+            _ if k1 > k2 => Err(ConfigError::bad(
                 "truncation_k1",
                 k1,
                 format!("must not exceed truncation_k2 = {k2}"),
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Checks that the model and the task go together: seq2seq trains on the source-target
@@ -812,13 +914,30 @@ pub fn parse_value(text: &str) -> toml::Value {
         .unwrap_or_else(|| toml::Value::String(text.into()))
 }
 
+/// Threads per core beyond which [`thread_count`] refuses a count: the work is compute-bound,
+/// so more threads than cores only add memory and contention, and 100,000 of them take minutes
+/// to start.
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
 /// A thread count from its flag (`--threads`, `--jobs`): every core of this machine when not
-/// given; 0 is an error.
+/// given; 0 and more than [`MAX_THREADS_PER_CORE`] per core are errors (refused, not capped,
+/// so that what runs is what was asked for).
 pub fn thread_count(given: Option<usize>, flag: &str) -> Result<NonZeroUsize, ConfigError> {
-    match given {
-        Some(n) => {
-            NonZeroUsize::new(n).ok_or_else(|| ConfigError::bad(flag, 0, "must be at least 1"))
-        }
-        None => Ok(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN)),
+    let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+    let Some(n) = given else {
+        return Ok(cores);
+    };
+    let most = cores.get() * MAX_THREADS_PER_CORE;
+    match NonZeroUsize::new(n) {
+        None => Err(ConfigError::bad(flag, 0, "must be at least 1")),
+        Some(n) if n.get() > most => Err(ConfigError::bad(
+            flag,
+            n,
+            format!(
+                "this machine has {cores} cores: use at most {most} ({MAX_THREADS_PER_CORE} per \
+                 core; {flag} {cores} runs one per core)"
+            ),
+        )),
+        Some(n) => Ok(n),
     }
 }

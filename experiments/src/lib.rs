@@ -5,7 +5,8 @@
 //! (stack and head, initialisation, checkpoints, sampling) → [`train`] (the loop, the TBPTT
 //! engine, optimisers, diagnostics, the records it emits) → [`sweep`] (spec, expansion and run
 //! identity, runner, status) → [`store`] (Parquet writing, reading, compaction) → [`report`]
-//! (aggregation, tables, plots). [`fs`], at the bottom, writes every file atomically.
+//! (aggregation, tables, plots). [`fs`], at the bottom, writes every file atomically;
+//! [`memory`] estimates what a run will hold, so that one too large is refused before it starts.
 //!
 //! Built on [`gradlab_kernels`]; the only crate with `unsafe` is that one.
 
@@ -14,6 +15,7 @@
 pub mod config;
 pub mod fs;
 pub mod interrupt;
+pub mod memory;
 pub mod model;
 pub mod report;
 pub mod store;

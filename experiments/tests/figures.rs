@@ -625,7 +625,7 @@ fn outcome() -> Outcome {
         success: Some(false),
         diverged_at_step: None,
         clip_fraction: 0.0,
-        decay_rate: -0.5,
+        decay_rate: Some(-0.5),
         steps: 101,
         started_at: std::time::SystemTime::UNIX_EPOCH,
         wall_seconds: 1.0,

@@ -94,7 +94,7 @@ fn record(i: usize) -> RunRecord {
             },
             diverged_at_step: diverged.then_some(150),
             clip_fraction: 0.1 * (i % 4) as f64,
-            decay_rate: -0.1 * (i + 1) as f64,
+            decay_rate: Some(-0.1 * (i + 1) as f64),
             steps: if diverged { 151 } else { 300 },
             started_at: std::time::SystemTime::UNIX_EPOCH,
             wall_seconds: 1.0,

@@ -519,7 +519,7 @@ fn logged_updates_write_encoder_and_decoder_flow_and_both_stacks_layers() {
             );
         }
         assert_eq!(rec.flow.len(), 2 * 2 * (5 + 6), "no other source");
-        assert!(rec.outcome.decay_rate.is_finite());
+        assert!(rec.outcome.decay_rate.is_some_and(f64::is_finite));
     }
 }
 

@@ -3,6 +3,8 @@
 //! next symbol is chosen ([`choose`]) is shared with the encoder-decoder's decoding
 //! ([`super::seq2seq`]).
 
+use std::io::Write;
+
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Workspace};
 use gradlab_kernels::Par;
@@ -44,6 +46,8 @@ pub enum SampleError {
     TaskMismatch { task: String, shapes: String },
     #[error(transparent)]
     Source(#[from] crate::task::seq2seq::SourceError),
+    #[error("cannot write the sample: {0}")]
+    Write(String),
 }
 
 /// Refuses a temperature that is not finite and positive.
@@ -76,14 +80,16 @@ pub fn choose(z: &[f32], decoding: Decoding, rng: &mut SplitMix64) -> usize {
     }
 }
 
-/// `prime` followed by `len` sampled characters.
+/// Writes `prime`, then `len` sampled characters to `out`, each written and flushed as soon as
+/// it is chosen: a long sample streams, and a closed output ends it.
 pub fn sample(
     ck: &Checkpoint,
     prime: &str,
     len: usize,
     decoding: Decoding,
     seed: u64,
-) -> Result<String, SampleError> {
+    out: &mut dyn Write,
+) -> Result<(), SampleError> {
     let vocab = ck.vocab.as_ref().ok_or(SampleError::NoVocab)?;
     let m = &ck.model;
     let v = vocab.len();
@@ -113,7 +119,8 @@ pub fn sample(
         vec![0.0f32; if s.cell.has_cell_state() { lh } else { 0 }],
     );
     let mut rng = SplitMix64(seed);
-    let mut out: String = prime.to_string();
+    let write_err = |e: std::io::Error| SampleError::Write(e.to_string());
+    out.write_all(prime.as_bytes()).map_err(write_err)?;
     let mut x = vec![0.0f32; v];
     let mut z = Vec::with_capacity(v);
     // One character in, the logits of the next out (f32, as training computes them).
@@ -129,10 +136,13 @@ pub fn sample(
     for &id in rest {
         feed(id, &mut z);
     }
+    let mut utf8 = [0u8; 4];
     for _ in 0..len {
         let next = choose(&z, decoding, &mut rng);
-        out.push(vocab[next]);
+        out.write_all(vocab[next].encode_utf8(&mut utf8).as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(write_err)?;
         feed(next, &mut z);
     }
-    Ok(out)
+    Ok(())
 }

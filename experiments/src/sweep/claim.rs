@@ -7,9 +7,11 @@
 //! the failure record are written. A heartbeat thread touches the claims a process holds every
 //! [`HEARTBEAT`]. A claim is stale when its holder is on this host and its process is gone, or,
 //! held from another host (whose processes cannot be seen), when it has not been touched for
-//! [`LEASE`]; a stale claim is taken over by renaming it to a name of the taker's own (only one
-//! of two takers can move it), checking that what was moved is the claim judged stale, and
-//! putting it back with `link` (which never replaces a file) when it is not.
+//! [`LEASE`]. A stale claim is removed only by the holder of its takeover lock
+//! (`<run_id>.lock.takeover`, also created with `create_new`), after reading it again and
+//! finding it unchanged; the run then goes to whoever creates the claim next. So a live claim
+//! is never removed, and exactly one process runs the run. A takeover lock is held for
+//! milliseconds; one left by a taker that died is itself stale by the same rules.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -91,8 +93,9 @@ impl Claims {
     /// Claims run `id` for this process, taking over a stale claim.
     pub fn take(&self, id: &str) -> std::io::Result<Taken> {
         let path = claim_path(&self.dir, id);
-        // Two attempts: one may find a stale claim, which is taken over before the second.
-        for _ in 0..2 {
+        // Three attempts: one may find a stale claim and remove it (a claim is removed once,
+        // by the first taker to hold its takeover lock), and the next creates the claim again.
+        for _ in 0..3 {
             let me = Holder {
                 host: crate::fs::host(),
                 pid: std::process::id(),
@@ -208,28 +211,41 @@ fn is_stale(path: &Path, holder: Option<&Holder>) -> std::io::Result<bool> {
     Ok(age > LEASE)
 }
 
-/// Removes the stale claim at `path`, whose contents were `seen`, so that no two takers both
-/// remove one (and the second a fresh claim of the first): the claim is moved to a name of this
-/// process's own, and put back if what was moved is not what was judged stale.
+/// Removes the stale claim `path`, whose bytes were `seen`, if it is still that claim: under
+/// its takeover lock, so that no two takers can remove a claim one of them has just made.
+/// Another taker busy with the same claim leaves it to them.
 fn take_over(path: &Path, seen: &[u8]) -> std::io::Result<()> {
-    let aside = crate::fs::tmp_path(path);
-    match fs::rename(path, &aside) {
-        Ok(()) => {}
-        // Another taker moved it first.
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+    let mut lock_name = path.as_os_str().to_owned();
+    lock_name.push(".takeover");
+    let lock = PathBuf::from(lock_name);
+    let me = format!("{}\n{}", crate::fs::host(), std::process::id());
+    match OpenOptions::new().write(true).create_new(true).open(&lock) {
+        Ok(mut f) => f.write_all(me.as_bytes())?,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            // A takeover in progress, or one whose taker died: that lock is stale by the rules
+            // of a claim, and removed for the next attempt.
+            let text = fs::read_to_string(&lock).unwrap_or_default();
+            let holder = text.split_once('\n').map(|(host, pid)| Holder {
+                host: host.into(),
+                pid: pid.trim().parse().unwrap_or(0),
+                nonce: String::new(),
+                started: 0,
+            });
+            if is_stale(&lock, holder.as_ref())? {
+                let _ = fs::remove_file(&lock);
+            }
+            return Ok(());
+        }
         Err(e) => return Err(e),
     }
-    let moved = fs::read(&aside)?;
-    if moved != seen {
-        // A fresh claim of another taker: back where it was, unless a third process has
-        // claimed the run meanwhile (then that one runs it, and this one's holder finds its
-        // claim gone when it releases it).
-        match fs::hard_link(&aside, path) {
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-    }
-    fs::remove_file(&aside)
+    let result = match fs::read(path) {
+        Ok(now) if now == seen => fs::remove_file(path),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    fs::remove_file(&lock)?;
+    result
 }
 
 #[cfg(test)]
@@ -295,15 +311,18 @@ mod tests {
             let id = format!("r{round}");
             plant(&dir, &id, pid);
             let wins = std::sync::atomic::AtomicUsize::new(0);
+            // All take at once, and every claim is held until all have tried (a claim given
+            // back early could rightly be taken again).
+            let (start, tried) = (std::sync::Barrier::new(8), std::sync::Barrier::new(8));
             std::thread::scope(|scope| {
                 for _ in 0..8 {
                     scope.spawn(|| {
                         let claims = Claims::new(&dir).unwrap();
+                        start.wait();
                         if let Taken::Mine = claims.take(&id).unwrap() {
                             wins.fetch_add(1, Ordering::Relaxed);
                         }
-                        // Held until every taker has tried: `claims` lives to the scope's end.
-                        std::thread::sleep(Duration::from_millis(20));
+                        tried.wait();
                     });
                 }
             });

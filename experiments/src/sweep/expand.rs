@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::identity::run_id;
 use super::spec::{config_problem, Spec};
-use super::{SpecError, SpecErrorKind};
+use super::{SpecError, SpecErrorKind, MAX_RUNS};
 use crate::config::{ConfigError, RunConfig};
 
 /// One run of an expanded sweep.
@@ -40,6 +40,7 @@ impl Spec {
     /// were set, and every distinct problem is reported (the first run that shows each). Runs
     /// that come out identical are listed once.
     pub fn expand(&self) -> Result<Vec<PlannedRun>, SpecError> {
+        self.check_run_count()?;
         let samples = self.samples();
         let sizes: Vec<usize> = self.grid.iter().map(|a| a.values.len()).collect();
         let points: usize = sizes.iter().product();
@@ -137,6 +138,43 @@ impl Spec {
 }
 
 impl Spec {
+    /// Refuses a sweep of more than [`MAX_RUNS`] runs before expanding it, naming where its
+    /// largest factor was set.
+    fn check_run_count(&self) -> Result<(), SpecError> {
+        let draws = self.random.as_ref().map_or(1, |r| r.n.max(1));
+        let mut factors: Vec<(usize, String)> = self
+            .grid
+            .iter()
+            .map(|a| (a.values.len(), a.origin.clone()))
+            .collect();
+        factors.push((draws, self.origin_of("random")));
+        factors.push((self.seeds.len(), self.origin_of("seeds")));
+        let total = factors
+            .iter()
+            .try_fold(1usize, |acc, (n, _)| acc.checked_mul(*n));
+        if total.is_some_and(|t| t <= MAX_RUNS) {
+            return Ok(());
+        }
+        let shown = total.map_or_else(|| "more than 2^64".into(), |t| t.to_string());
+        let product = factors
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+            .join(" × ");
+        let (_, origin) = factors
+            .iter()
+            .max_by_key(|(n, _)| *n)
+            .expect("seeds are a factor");
+        Err(SpecError::new(
+            origin.clone(),
+            SpecErrorKind::Run,
+            format!(
+                "the sweep would have {shown} runs (grid values × [random] draws × seeds = \
+                 {product}); at most {MAX_RUNS}: split it into several sweeps"
+            ),
+        ))
+    }
+
     /// Checks that the text files of `runs` exist (a missing one would fail every run that
     /// reads it), before any run starts.
     pub fn check_texts(&self, runs: &[PlannedRun]) -> Result<(), SpecError> {

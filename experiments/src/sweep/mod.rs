@@ -30,6 +30,11 @@ pub use status::{
     SweepStatus,
 };
 
+/// The most runs one sweep may expand to (grid points × `[random]` draws × seeds): expanding
+/// holds every run's config in memory (about 1 KB each), so a larger count is refused before
+/// anything is allocated. The same bound as a `range(...)` axis.
+pub const MAX_RUNS: usize = 100_000;
+
 /// What is wrong with a spec, for matching; the message says it in words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpecErrorKind {

@@ -56,8 +56,14 @@ pub(super) fn parse_dist(v: &Value) -> Result<Dist, DistError> {
             (lo, hi) if lo > 0.0 => Ok(Dist::LogUniform(lo, hi)),
             _ => Err(bad(format!("log_uniform = {arg}: lo must be > 0"))),
         },
-        "int" => pair(&|v: &Value| v.as_integer().map(|i| i as f64))
-            .map(|(lo, hi)| Dist::Int(lo as i64, hi as i64)),
+        "int" => match pair(&|v: &Value| v.as_integer().map(|i| i as f64))? {
+            // Drawn as lo + below(hi - lo + 1): the width must fit in an i64.
+            (lo, hi) if hi - lo < i64::MAX as f64 => Ok(Dist::Int(lo as i64, hi as i64)),
+            _ => Err(bad(format!(
+                "int = {arg}: the range is too wide (hi - lo must be below {})",
+                i64::MAX
+            ))),
+        },
         "choice" => match arg.as_array() {
             Some(a) if !a.is_empty() => Ok(Dist::Choice(a.clone())),
             _ => Err(bad(format!("choice = {arg}: need a non-empty list"))),

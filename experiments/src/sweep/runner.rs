@@ -20,6 +20,7 @@ use gradlab_kernels::Par;
 use super::claim::{Claims, Taken};
 use super::expand::PlannedRun;
 use crate::fs::FolderFault;
+use crate::memory::{MemoryBudget, MemoryError, MemoryLimit};
 use crate::store::{self, Provenance};
 use crate::train::record::Outcome;
 use crate::train::resume::{self, Checkpointing, ResumeError};
@@ -40,6 +41,8 @@ pub struct RunnerOptions {
     /// Keep each run's final parameters as `checkpoints/<run_id>.safetensors` (PyTorch names,
     /// as `gradlab run` writes them); its mid-run checkpoint is removed either way.
     pub save_weights: bool,
+    /// The memory the runs going at once may use (`None`: not checked); see [`MemoryBudget`].
+    pub memory: Option<MemoryLimit>,
 }
 
 /// What the runner reports as runs start and end (from its worker threads).
@@ -97,6 +100,8 @@ fn injected_panic(_id: &str) {}
 pub enum RunError {
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     #[error("cannot write the results to {dir}: {source}")]
     Write {
         dir: PathBuf,
@@ -144,6 +149,7 @@ pub fn execute(
     let stop = AtomicBool::new(false);
     let summary = Mutex::new(Summary::default());
     let claims = Claims::new(dir)?;
+    let budget = MemoryBudget::new(opts.memory);
     pool.scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             scope.spawn(|_| loop {
@@ -171,7 +177,7 @@ pub fn execute(
                     }
                 }
                 on_event(Event::Started(run));
-                let result = run_one(dir, run, opts, prov, on_event);
+                let result = run_one(dir, run, opts, &budget, prov, on_event);
                 // The results, the checkpoint or the failure record are written: the claim has
                 // done its job. One that cannot be removed is stale once this process ends.
                 let _ = claims.release(&run.id);
@@ -261,7 +267,7 @@ impl RunError {
             RunError::Record { error, source, .. } => {
                 error.folder_fault(dir).or(FolderFault::of(source, dir))
             }
-            RunError::Train(_) | RunError::Panic(_) => None,
+            RunError::Train(_) | RunError::Panic(_) | RunError::Memory(_) => None,
         }
     }
 }
@@ -270,18 +276,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Trains (or continues) and stores one run on up to `opts.jobs` threads: its outcome, or
-/// `None` when a signal stopped it after a checkpoint. A panic or error becomes
+/// Trains (or continues) and stores one run on up to `opts.jobs` threads once `budget` has
+/// room for it: its outcome, or `None` when a signal stopped it after a checkpoint. A panic or
+/// error (a run too large for the budget included) becomes
 /// `failed/<run_id>.json` and an `Err`.
 fn run_one(
     dir: &Path,
     run: &PlannedRun,
     opts: &RunnerOptions,
+    budget: &MemoryBudget,
     prov: &Provenance,
     on_event: &(dyn Fn(Event) + Sync),
 ) -> Result<Option<Outcome>, RunError> {
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<Option<Outcome>, RunError> {
         injected_panic(&run.id);
+        let _memory = budget.reserve(&run.config)?;
         let path = resume::resume_path(dir, &run.id);
         let (mut trainer, from, skipped) = Trainer::resumed(run.config.clone(), Par::Seq, &path)?;
         for e in &skipped {

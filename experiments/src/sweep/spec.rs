@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use super::random::{parse_dist, Dist, Random};
-use super::{SpecError, SpecErrorKind};
+use super::{SpecError, SpecErrorKind, MAX_RUNS};
 use crate::config::{
     did_you_mean, display_value as show, hint_unknown_field, parse_value, ConfigError, RunConfig,
     KEYS,
@@ -152,8 +152,13 @@ impl Spec {
             format!("{file}:{}", text[..start].matches('\n').count() + 1)
         };
         let raw: RawSpec = toml::from_str(text).map_err(|e| {
+            let int64 = format!(
+                "integer too large: at most {} (TOML and the results store integers as int64)",
+                i64::MAX
+            );
             let message = match e.message() {
                 "duplicate key" => "duplicate key: a key (or grid axis) may appear once per table",
+                m if m.contains("value was too large") => &int64,
                 m => m,
             };
             let origin = e.span().map_or_else(|| file.to_string(), &line);
@@ -167,7 +172,7 @@ impl Spec {
         if let Err(e) = check_name(raw.name.get_ref()) {
             errors.push(err(raw.name.span(), e.kind, e.message));
         }
-        let seeds = raw.seeds.get_ref().clone();
+        let mut seeds = raw.seeds.get_ref().clone();
         if seeds.is_empty() {
             errors.push(err(
                 raw.seeds.span(),
@@ -181,6 +186,19 @@ impl Spec {
                 SpecErrorKind::Seeds,
                 format!("seed {s} is listed twice"),
             ));
+        }
+        if let Some(s) = seeds.iter().find(|&&s| i64::try_from(s).is_err()) {
+            errors.push(err(
+                raw.seeds.span(),
+                SpecErrorKind::Seeds,
+                format!(
+                    "seed {s} is too large: seeds are at most {} (the runs table stores them \
+                     as int64)",
+                    i64::MAX
+                ),
+            ));
+            // Reported here, not again by every run of the expansion.
+            seeds.retain(|&s| i64::try_from(s).is_ok());
         }
         let mut origins = BTreeMap::new();
         origins.insert("name".to_string(), line(raw.name.span()));
@@ -337,8 +355,14 @@ impl Spec {
             let (span, v) = (value.span(), value.get_ref());
             match k {
                 "n" => match v.as_integer() {
-                    Some(i) if i >= 1 => n = Some(i as usize),
-                    _ => errors.push(fail(span, format!("n = {v}: must be an integer >= 1"))),
+                    Some(i) if (1..=MAX_RUNS as i64).contains(&i) => n = Some(i as usize),
+                    _ => errors.push(fail(
+                        span,
+                        format!(
+                            "n = {v}: must be an integer from 1 to {MAX_RUNS} (the most runs a \
+                             sweep may have)"
+                        ),
+                    )),
                 },
                 "seed" => match v.as_integer() {
                     Some(i) if i >= 0 => seed = i as u64,
@@ -482,8 +506,10 @@ impl Spec {
                  --random 'lr=log_uniform(1e-4,1e-1)'",
             ));
         };
-        if n == 0 {
-            return Err(fail("must be at least 1"));
+        if !(1..=MAX_RUNS).contains(&n) {
+            return Err(fail(&format!(
+                "{n}: must be from 1 to {MAX_RUNS} (the most runs a sweep may have)"
+            )));
         }
         random.n = n;
         Ok(())

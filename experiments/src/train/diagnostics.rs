@@ -189,11 +189,12 @@ pub fn forget_gate_stats(gates: &[f32], h: usize) -> (f64, f64) {
 }
 
 /// Least-squares slope of ln ‖∂L/∂h‖ against lag for lags ≥ 1 of the top layer's probe
-/// (`[L][len]`; lag 0 also carries the loss's direct gradient). NaN if fewer than two finite
-/// positive points.
-pub fn decay_rate(probe: &[f32], layers: usize, len: usize) -> f64 {
+/// (`[L][len]`; lag 0 also carries the loss's direct gradient). `None` where no slope is
+/// defined: fewer than two finite positive points (a window of 2 steps has one lag ≥ 1; a
+/// profile of zeros, as a one-character text gives, has none; no probe yet).
+pub fn decay_rate(probe: &[f32], layers: usize, len: usize) -> Option<f64> {
     if len == 0 {
-        return f64::NAN;
+        return None;
     }
     let top = &probe[(layers - 1) * len..layers * len];
     let pts: Vec<(f64, f64)> = top
@@ -204,7 +205,7 @@ pub fn decay_rate(probe: &[f32], layers: usize, len: usize) -> f64 {
         .map(|(lag, g)| (lag, g.ln()))
         .collect();
     if pts.len() < 2 {
-        return f64::NAN;
+        return None;
     }
     let n = pts.len() as f64;
     let (mx, my) = (
@@ -213,5 +214,5 @@ pub fn decay_rate(probe: &[f32], layers: usize, len: usize) -> f64 {
     );
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let sxx: f64 = pts.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    sxy / sxx
+    Some(sxy / sxx)
 }

@@ -164,8 +164,9 @@ pub struct Outcome {
     pub diverged_at_step: Option<usize>,
     /// Fraction of updates whose gradient was clipped.
     pub clip_fraction: f64,
-    /// Slope of ln ‖∂L/∂h_t‖ per step of lag, fitted on the last probe of the top layer.
-    pub decay_rate: f64,
+    /// Slope of ln ‖∂L/∂h_t‖ per step of lag, fitted on the last probe of the top layer;
+    /// `None` where undefined (see [`super::diagnostics::decay_rate`]).
+    pub decay_rate: Option<f64>,
     /// Updates done.
     pub steps: usize,
     /// When training started (wall clock).
