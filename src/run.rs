@@ -9,7 +9,6 @@ use gradlab_experiments::config::{key_help, thread_count, RunConfig, KEYS};
 use gradlab_experiments::fs::prepare_output_dir;
 use gradlab_experiments::interrupt::{self, Interrupted};
 use gradlab_experiments::memory::{self, Bytes, MemoryBudget, MemoryLimit};
-use gradlab_experiments::model::checkpoint;
 use gradlab_experiments::store::{self, checkpoint_path, Provenance, RUN_FOLDERS};
 use gradlab_experiments::sweep::run_id;
 use gradlab_experiments::train::resume::{self, Checkpointing};
@@ -223,8 +222,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let threads = thread_count(args.threads, "--threads")?.get();
     let budget = MemoryBudget::new(MemoryLimit::resolve(args.max_memory));
-    let _memory = budget.reserve(&cfg)?;
     let estimate = memory::estimate(&cfg)?;
+    let _memory = budget.reserve_estimate(estimate)?;
     prepare_output_dir(
         &dir,
         args.out.is_none() && args.resume.is_none(),
@@ -258,10 +257,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         bar.set_position(from.unwrap_or(0) as u64);
     }
     let every = (steps / 10).max(1);
-    let ctl = Control {
-        checkpoint: Some(&checkpoint),
-        stop: &|| interrupt::requested().is_some(),
-    };
+    let ctl = Control::until_signal(&checkpoint);
     let end = crate::with_threads(Some(threads), "--threads", |_| {
         trainer.run_with(&ctl, |step, loss| {
             let done = step as u64 + 1;
@@ -304,8 +300,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         )
     })?;
     let ck = checkpoint_path(&dir, &id);
-    let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
-    checkpoint::save(&ck, &trainer.model, Some(&cfg), vocab)
+    trainer
+        .save_weights(&ck)
         .with_context(|| format!("cannot write the checkpoint {}", ck.display()))?;
     let o = &record.outcome;
     println!(

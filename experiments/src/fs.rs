@@ -36,7 +36,7 @@ fn tmp_host() -> String {
 }
 
 /// A fresh temporary name beside `path`, in the form [`clean_temporaries`] recognises.
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+fn tmp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");

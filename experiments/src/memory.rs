@@ -417,15 +417,6 @@ impl MemoryBudget {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a run of `cfg` fits the limit on its own: the estimate, and the error it would
-    /// be refused with.
-    pub fn check(&self, cfg: &RunConfig) -> Result<MemoryEstimate, MemoryError> {
-        match self.limit {
-            Some(_) => self.fits(estimate(cfg)?),
-            None => Ok(MemoryEstimate::default()),
-        }
-    }
-
     /// Whether a run of estimate `e` fits the limit on its own.
     pub fn fits(&self, e: MemoryEstimate) -> Result<MemoryEstimate, MemoryError> {
         match self.limit {
@@ -437,10 +428,23 @@ impl MemoryBudget {
         }
     }
 
-    /// Reserves the memory of a run of `cfg`: refused when it cannot fit even alone (or the
-    /// allocator will not give that much), otherwise waits until the runs going leave room.
+    /// Reserves the memory of a run of `cfg`, estimated only when there is a limit to check
+    /// ([`MemoryBudget::reserve_estimate`]).
     pub fn reserve(&self, cfg: &RunConfig) -> Result<Reservation<'_>, MemoryError> {
-        let e = self.check(cfg)?;
+        match self.limit {
+            Some(_) => self.reserve_estimate(estimate(cfg)?),
+            None => Ok(Reservation {
+                budget: self,
+                bytes: 0,
+            }),
+        }
+    }
+
+    /// Reserves the memory of a run estimated at `e`: refused when it cannot fit even alone
+    /// (or the allocator will not give that much), otherwise waits until the runs going leave
+    /// room.
+    pub fn reserve_estimate(&self, e: MemoryEstimate) -> Result<Reservation<'_>, MemoryError> {
+        let e = self.fits(e)?;
         let (Some(limit), bytes) = (self.limit, e.total() as u64) else {
             return Ok(Reservation {
                 budget: self,

@@ -44,6 +44,18 @@ pub struct Holder {
     pub started: u64,
 }
 
+impl Holder {
+    /// This process, with a fresh nonce.
+    fn me() -> Self {
+        Holder {
+            host: crate::fs::host(),
+            pid: std::process::id(),
+            nonce: nonce(),
+            started: crate::fs::unix_time(),
+        }
+    }
+}
+
 /// The outcome of [`Claims::take`].
 #[derive(Debug)]
 pub enum Taken {
@@ -96,12 +108,7 @@ impl Claims {
         // Three attempts: one may find a stale claim and remove it (a claim is removed once,
         // by the first taker to hold its takeover lock), and the next creates the claim again.
         for _ in 0..3 {
-            let me = Holder {
-                host: crate::fs::host(),
-                pid: std::process::id(),
-                nonce: nonce(),
-                started: crate::fs::unix_time(),
-            };
+            let me = Holder::me();
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut f) => {
                     let text = serde_json::to_string(&me).expect("json serializes");
@@ -218,19 +225,17 @@ fn take_over(path: &Path, seen: &[u8]) -> std::io::Result<()> {
     let mut lock_name = path.as_os_str().to_owned();
     lock_name.push(".takeover");
     let lock = PathBuf::from(lock_name);
-    let me = format!("{}\n{}", crate::fs::host(), std::process::id());
     match OpenOptions::new().write(true).create_new(true).open(&lock) {
-        Ok(mut f) => f.write_all(me.as_bytes())?,
+        Ok(mut f) => {
+            let me = serde_json::to_string(&Holder::me()).expect("json serializes");
+            f.write_all(me.as_bytes())?
+        }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             // A takeover in progress, or one whose taker died: that lock is stale by the rules
             // of a claim, and removed for the next attempt.
-            let text = fs::read_to_string(&lock).unwrap_or_default();
-            let holder = text.split_once('\n').map(|(host, pid)| Holder {
-                host: host.into(),
-                pid: pid.trim().parse().unwrap_or(0),
-                nonce: String::new(),
-                started: 0,
-            });
+            let holder: Option<Holder> = fs::read(&lock)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             if is_stale(&lock, holder.as_ref())? {
                 let _ = fs::remove_file(&lock);
             }

@@ -303,10 +303,7 @@ fn run_one(
             trainer.par = Par::rayon(opts.jobs);
         }
         let checkpoint = Checkpointing::of(&run.config, path);
-        let ctl = Control {
-            checkpoint: Some(&checkpoint),
-            stop: &|| crate::interrupt::requested().is_some(),
-        };
+        let ctl = Control::until_signal(&checkpoint);
         let write_error = |source| RunError::Write {
             dir: dir.to_path_buf(),
             source,
@@ -319,9 +316,8 @@ fn run_one(
             }
         };
         if opts.save_weights {
-            let vocab = trainer.task.corpus.as_ref().map(|c| c.vocab.as_slice());
-            let path = store::checkpoint_path(dir, &run.id);
-            crate::model::checkpoint::save(&path, &trainer.model, Some(&run.config), vocab)
+            trainer
+                .save_weights(&store::checkpoint_path(dir, &run.id))
                 .map_err(write_error)?;
         }
         store::write_run(dir, &run.id, &run.config, &record, prov).map_err(write_error)?;

@@ -23,7 +23,6 @@ pub mod resume;
 pub mod seq2seq;
 pub mod spectrum;
 
-use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use gradlab_kernels::norm::{clip_global_norm, clip_value, global_norm};
@@ -76,12 +75,21 @@ pub struct Control<'a> {
     pub stop: &'a (dyn Fn() -> bool + Sync),
 }
 
-impl Control<'_> {
+impl<'a> Control<'a> {
     /// No checkpoints, never stopped early.
     pub const NONE: Control<'static> = Control {
         checkpoint: None,
         stop: &|| false,
     };
+
+    /// Checkpoints as `checkpoint` says, and stops when a signal asks
+    /// ([`crate::interrupt::requested`]).
+    pub fn until_signal(checkpoint: &'a Checkpointing) -> Self {
+        Control {
+            checkpoint: Some(checkpoint),
+            stop: &|| crate::interrupt::requested().is_some(),
+        }
+    }
 }
 
 /// How [`Trainer::run_with`] ended.
@@ -90,10 +98,7 @@ pub enum RunEnd {
     /// Trained to the end (or diverged): the record to write.
     Finished(RunRecord),
     /// Stopped when asked, before update `next_step`; the checkpoint (if any) continues it.
-    Interrupted {
-        next_step: usize,
-        checkpoint: Option<PathBuf>,
-    },
+    Interrupted { next_step: usize },
 }
 
 /// What computes the gradient, the diagnostics and the evaluation of the model's kind.
@@ -268,6 +273,13 @@ impl Trainer {
             }
             (ctx, Net::Seq2Seq(s)) => s.diagnose(ctx, batch, row, flow),
         }
+    }
+
+    /// Saves the parameters with the configuration and (text tasks) the vocabulary as a
+    /// PyTorch-named safetensors file ([`crate::model::checkpoint::save`]).
+    pub fn save_weights(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let vocab = self.task.corpus.as_ref().map(|c| c.vocab.as_slice());
+        crate::model::checkpoint::save(path, &self.model, Some(&self.cfg), vocab)
     }
 
     /// The update the run continues from (0 unless restored).
@@ -446,7 +458,6 @@ impl Trainer {
                 self.progress = p;
                 return Ok(RunEnd::Interrupted {
                     next_step: step + 1,
-                    checkpoint: ctl.checkpoint.map(|c| c.path.clone()),
                 });
             }
         }
