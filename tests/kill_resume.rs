@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_same_results, gradlab, s, sweep_ok, text, tmpdir};
+use common::{assert_same_results, gradlab, s, sweep_ok, text, tmpdir, wait_for};
 use gradlab_kernels::rng::SplitMix64;
 
 /// Synthetic: RNN and LSTM with every optimiser, TBPTT(10).
@@ -221,7 +221,15 @@ fn sigterm_and_sigint_stop_a_sweep_with_checkpoints_and_say_how_to_continue() {
     let out = dir.join("stopped");
     for (name, code) in [("TERM", 143), ("INT", 130)] {
         let mut child = start_sweep(&spec_path, &out, &[]);
-        std::thread::sleep(Duration::from_millis(1500));
+        // Mid-run: once a run is claimed (it trains next; on a loaded machine the start can
+        // take longer than any fixed wait), and a moment more.
+        wait_for("a run to start", || {
+            std::fs::read_dir(out.join("claims")).is_ok_and(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
         signal(&child, name);
         let status = child.wait().unwrap();
         let (stdout, stderr) = output(&mut child);
