@@ -277,9 +277,12 @@ impl<'de> Deserialize<'de> for Clip {
 pub enum Init {
     /// PyTorch's U(-1/√H, 1/√H) for every parameter.
     Default,
+    /// U(-a, a) for every parameter, the head's too (char-rnn's `param_init`, 0.08).
+    Uniform(f32),
     /// N(0, σ) weights, zero biases.
     Normal(f32),
-    /// Pascanu et al. 2013: sparse W_hh (15 inputs per unit) rescaled to spectral radius 0.95.
+    /// Pascanu et al. 2013 (`smart_tanh` of their code): sparse W_hh (15 inputs per unit)
+    /// rescaled to spectral radius 0.95, N(0, 0.01) input and head weights, zero biases.
     SmartTanh,
     /// IRNN (Le et al. 2015): W_hh = I, zero biases, small input weights.
     Identity,
@@ -303,6 +306,14 @@ impl FromStr for Init {
                     "σ must be a finite number > 0",
                 )),
             },
+            Some(("uniform", a)) => match a.parse::<f32>() {
+                Ok(x) if x.is_finite() && x > 0.0 => Ok(Init::Uniform(x)),
+                _ => Err(ParseError::because(
+                    "init",
+                    s,
+                    "the bound a of U(-a, a) must be a finite number > 0",
+                )),
+            },
             _ => Err(ParseError::new("init", s)),
         }
     }
@@ -312,6 +323,7 @@ impl fmt::Display for Init {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Init::Default => write!(f, "default"),
+            Init::Uniform(a) => write!(f, "uniform:{a}"),
             Init::Normal(s) => write!(f, "normal:{s}"),
             Init::SmartTanh => write!(f, "smart-tanh"),
             Init::Identity => write!(f, "identity"),
@@ -321,7 +333,7 @@ impl fmt::Display for Init {
 }
 string_form!(
     Init,
-    "default, normal:<σ>, smart-tanh, identity or orthogonal"
+    "default, uniform:<a>, normal:<σ>, smart-tanh, identity or orthogonal"
 );
 
 /// Learning-rate schedule.
@@ -333,6 +345,13 @@ pub enum LrSchedule {
         every: usize,
         gamma: f64,
     },
+    /// char-rnn's decay: multiply the learning rate by `gamma` at the end of every epoch (one
+    /// pass over the training text) from epoch `after` on (epochs counted from 1; char-rnn's
+    /// `learning_rate_decay_after` and `learning_rate_decay`). charlm only.
+    Epoch {
+        after: usize,
+        gamma: f64,
+    },
 }
 
 impl FromStr for LrSchedule {
@@ -342,18 +361,27 @@ impl FromStr for LrSchedule {
             return Ok(LrSchedule::Constant);
         }
         let bad = || ParseError::new("lr_schedule", s);
-        let rest = s.strip_prefix("step:").ok_or_else(bad)?;
-        let (every, gamma) = rest.split_once(':').ok_or_else(bad)?;
-        let every: usize = every.parse().map_err(|_| bad())?;
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        let (n, gamma) = rest.split_once(':').ok_or_else(bad)?;
+        let n: usize = n.parse().map_err(|_| bad())?;
         let gamma: f64 = gamma.parse().map_err(|_| bad())?;
-        if every == 0 || !(gamma.is_finite() && gamma > 0.0) {
+        let (what, min) = match kind {
+            "step" => ("every", 1),
+            "epoch" => ("after", 1),
+            _ => return Err(bad()),
+        };
+        if n < min || !(gamma.is_finite() && gamma > 0.0) {
             return Err(ParseError::because(
                 "lr_schedule",
                 s,
-                "every must be >= 1 and gamma > 0",
+                &format!("{what} must be >= {min} and gamma a finite number > 0"),
             ));
         }
-        Ok(LrSchedule::Step { every, gamma })
+        Ok(if kind == "step" {
+            LrSchedule::Step { every: n, gamma }
+        } else {
+            LrSchedule::Epoch { after: n, gamma }
+        })
     }
 }
 
@@ -362,10 +390,14 @@ impl fmt::Display for LrSchedule {
         match self {
             LrSchedule::Constant => write!(f, "constant"),
             LrSchedule::Step { every, gamma } => write!(f, "step:{every}:{gamma}"),
+            LrSchedule::Epoch { after, gamma } => write!(f, "epoch:{after}:{gamma}"),
         }
     }
 }
-string_form!(LrSchedule, "constant or step:<every>:<gamma>");
+string_form!(
+    LrSchedule,
+    "constant, step:<every>:<gamma> or epoch:<after>:<gamma>"
+);
 
 /// Truncation of BPTT: `full`, or k (TBPTT(k, k)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -546,7 +578,7 @@ run_config! {
     lr: f64 = 0.01, "learning rate";
     momentum: f64 = 0.0, "sgd momentum in [0, 1)";
     nesterov: bool = false, "sgd: Nesterov momentum (true | false)";
-    lr_schedule: LrSchedule = LrSchedule::Constant, "constant | step:<every>:<gamma>";
+    lr_schedule: LrSchedule = LrSchedule::Constant, "constant | step:<every>:<gamma> | epoch:<after>:<gamma> (charlm: x gamma per epoch from epoch <after> on)";
     /// TBPTT(k, k); for seq2seq, the encoder's backward stops k steps before the end of the
     /// source (the decoder is backpropagated whole).
     truncation: Truncation = Truncation::Full, "full | k (TBPTT(k, k); seq2seq: the encoder's last k steps)";
@@ -555,11 +587,14 @@ run_config! {
     truncation_k1: Option<usize> = None, "TBPTT(k1, k2): every k1 time steps ...";
     truncation_k2: Option<usize> = None, "... backpropagate k2 time steps";
     clip: Clip = Clip::Norm(1.0), "none | norm:<τ> | value:<τ>";
-    init: Init = Init::Default, "default | normal:<σ> | smart-tanh | identity | orthogonal";
+    init: Init = Init::Default, "default | uniform:<a> | normal:<σ> | smart-tanh | identity | orthogonal";
     forget_bias: f32 = 1.0, "lstm forget-gate bias";
     log_every: usize = 50, "updates between logged (and diagnosed) updates";
     eval_every: usize = 500, "updates between evaluations";
     eval_sequences: usize = 1000, "sequences per evaluation (the final one uses at least 10,000)";
+    /// End the run at the first evaluation whose metric meets the task's success criterion,
+    /// confirmed on the final evaluation's sequences (at least 10,000).
+    stop_at_success: bool = false, "end the run once an evaluation meets the task's success criterion (confirmed on >= 10,000 sequences)";
     /// Updates between measurements of the Jacobian spectra (0: the first and last update only).
     diag_every: usize = 0, "updates between Jacobian spectra (0: first and last update only)";
     /// Input steps the Lyapunov exponents average over, after 100 warm-up steps (0: no spectra).
@@ -758,6 +793,26 @@ impl RunConfig {
             }
             _ => {}
         }
+        if matches!(self.lr_schedule, LrSchedule::Epoch { .. }) && self.task != TaskKind::Charlm {
+            return Err(ConfigError::bad(
+                "lr_schedule",
+                self.lr_schedule,
+                format!(
+                    "an epoch is one pass over the training text of charlm; the {} task draws                      fresh sequences: use step:<every>:<gamma>",
+                    self.task
+                ),
+            ));
+        }
+        if self.stop_at_success && !self.task.has_criterion() {
+            return Err(ConfigError::bad(
+                "stop_at_success",
+                true,
+                format!(
+                    "the {} task has no success criterion to stop at: leave stop_at_success out",
+                    self.task
+                ),
+            ));
+        }
         if self.init == Init::Identity && self.cell != CellKind::Rnn {
             // IRNN's identity W_hh makes h_t = relu(h_{t-1} + W_ih x_t): an identity gate block
             // of an LSTM or GRU has no such meaning, so it is refused rather than guessed.
@@ -766,7 +821,8 @@ impl RunConfig {
                 "identity",
                 format!(
                     "identity (IRNN) applies to rnn cells only; for cell = \"{}\" use default, \
-                     normal:<σ>, smart-tanh (per gate block) or orthogonal (per gate block)",
+                     uniform:<a>, normal:<σ>, smart-tanh (per gate block) or orthogonal (per \
+                     gate block)",
                     self.cell
                 ),
             ));

@@ -534,7 +534,7 @@ fn an_lstm_seq2seq_learns_to_reverse_ten_symbols() {
     );
     let start = Instant::now();
     let mut tr = Trainer::new(cfg.clone(), Par::rayon(2)).unwrap();
-    let mut opt = Optimizer::new(&cfg, tr.model.params.len());
+    let mut opt = Optimizer::new(&cfg, tr.model.params.len(), 1);
     let mut rng = SplitMix64(cfg.seed);
     let (mut solved, mut metric) = (None, f64::NAN);
     // Seeds 0, 1, 2 solve it after 2,800, 2,500 and 2,100 updates (6 to 9 s on 2 cores).

@@ -16,20 +16,32 @@ use crate::config::Init;
 const SMART_TANH_FAN_IN: usize = 15;
 /// Its target spectral radius.
 const SMART_TANH_RADIUS: f64 = 0.95;
+/// σ of its input and head weights (`smart_tanh` of Pascanu's code, `pascanur/trainingRNNs`).
+const SMART_TANH_SIGMA: f64 = 0.01;
 
 /// Initialises every parameter of `model` as `init` says, then sets the LSTM forget-gate bias
 /// (`bias_ih` of the f block = `forget_bias`, `bias_hh` of it = 0, as PyTorch users do), in
 /// every recurrent stack (the encoder's first, for seq2seq).
 pub fn initialize(model: &mut Model, init: Init, forget_bias: f32, rng: &mut SplitMix64) {
     let h = model.stack.hidden;
-    let bound = 1.0 / (h as f64).sqrt();
-    // PyTorch's default for RNN, LSTM, GRU and the head alike: U(-1/√H, 1/√H).
+    // PyTorch's default for RNN, LSTM, GRU and the head alike: U(-1/√H, 1/√H); or U(-a, a).
+    let bound = match init {
+        Init::Uniform(a) => f64::from(a),
+        _ => 1.0 / (h as f64).sqrt(),
+    };
     for p in model.params.iter_mut() {
         *p = rng.uniform(-bound, bound) as f32;
     }
     for (stack, at) in model.stacks() {
         let p = &mut model.params[at..][..stack.num_params()];
         initialize_stack(stack, p, init, forget_bias, rng);
+    }
+    if init == Init::SmartTanh {
+        let (w, b) = model.head_ranges();
+        for v in &mut model.params[w] {
+            *v = (rng.normal() * SMART_TANH_SIGMA) as f32;
+        }
+        model.params[b].fill(0.0);
     }
 }
 
@@ -45,7 +57,7 @@ fn initialize_stack(
     for l in 0..stack.layers {
         let r = stack.layer_ranges(l);
         match init {
-            Init::Default => {}
+            Init::Default | Init::Uniform(_) => {}
             Init::Normal(sd) => {
                 for v in &mut p[r.w_ih.start..r.w_hh.end] {
                     *v = (rng.normal() * f64::from(sd)) as f32;
@@ -61,10 +73,16 @@ fn initialize_stack(
                     }
                 }
                 p[r.b_ih.start..r.b_hh.end].fill(0.0);
-                if init == Init::Identity {
-                    // IRNN: small Gaussian input weights (Le et al. 2015 use σ = 0.001).
+                // Small Gaussian input weights: IRNN (Le et al. 2015 use σ = 0.001), and
+                // Pascanu's smart tanh (σ = 0.01).
+                let sigma = match init {
+                    Init::Identity => Some(0.001),
+                    Init::SmartTanh => Some(SMART_TANH_SIGMA),
+                    _ => None,
+                };
+                if let Some(sigma) = sigma {
                     for v in &mut p[r.w_ih.clone()] {
-                        *v = (rng.normal() * 0.001) as f32;
+                        *v = (rng.normal() * sigma) as f32;
                     }
                 }
             }

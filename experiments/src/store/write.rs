@@ -305,6 +305,10 @@ fn runs_frame(id: &str, cfg: &RunConfig, record: &RunRecord, prov: &Provenance) 
         Column::new("decay_rate".into(), [o.decay_rate]),
         Column::new("steps_completed".into(), [o.steps as i64]),
         Column::new(
+            "sequences_seen".into(),
+            [(o.steps as i64).saturating_mul(cfg.batch as i64)],
+        ),
+        Column::new(
             "started_at".into(),
             [humantime::format_rfc3339_seconds(o.started_at).to_string()],
         ),

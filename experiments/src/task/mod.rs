@@ -331,6 +331,15 @@ impl Task {
         }
     }
 
+    /// Updates in one epoch, one pass over the training text, of batches of `b` windows
+    /// (charlm; 1 for the other tasks, whose sequences are fresh).
+    pub fn updates_per_epoch(&self, b: usize) -> usize {
+        match (&self.corpus, self.kind) {
+            (Some(c), TaskKind::Charlm) => (c.train.len() / (b * self.seq_len)).max(1),
+            _ => 1,
+        }
+    }
+
     /// charlm: where each training stream stands in the training text (empty before the first
     /// batch, and for other tasks).
     pub fn stream_positions(&self) -> &[usize] {

@@ -180,7 +180,7 @@ impl Trainer {
             ))),
         };
         Ok(Trainer {
-            opt: Optimizer::new(&cfg, model.params.len()),
+            opt: Optimizer::new(&cfg, model.params.len(), task.updates_per_epoch(cfg.batch)),
             net,
             spectrum: match cfg.model {
                 ModelKind::Stack => SpectrumDiag::new(&model, &task, cfg.seed, cfg.lyapunov_steps),
@@ -355,6 +355,19 @@ impl Trainer {
         Ok(())
     }
 
+    /// `stop_at_success`: an evaluation (`acc`) met the success criterion; the final
+    /// evaluation (at least 10,000 sequences) must meet it too for the run to end here.
+    /// Returns that final evaluation when it does.
+    fn confirm_success(&mut self, acc: crate::task::MetricAcc) -> Option<crate::task::MetricAcc> {
+        let n = self.cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES);
+        let fin = if n == self.cfg.eval_sequences {
+            acc
+        } else {
+            self.evaluate(n)
+        };
+        (self.task.success(self.task.metric(&fin)) == Some(true)).then_some(fin)
+    }
+
     /// Trains for `cfg.steps` updates (or until divergence), evaluates, and returns the record.
     /// `on_update(step, loss)` is called after every update (progress reporting).
     pub fn run(&mut self, on_update: impl FnMut(usize, f64)) -> RunRecord {
@@ -378,6 +391,8 @@ impl Trainer {
         let mut p = std::mem::take(&mut self.progress);
         let started_at = *p.started_at.get_or_insert_with(SystemTime::now);
         let mut diverged_at = None;
+        // The final evaluation, when `stop_at_success` ended the run early.
+        let mut solved: Option<crate::task::MetricAcc> = None;
         let mut updates = p.next_step;
         let layers = self.model.layer_ranges();
         for step in p.next_step..self.cfg.steps {
@@ -431,12 +446,17 @@ impl Trainer {
                 (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(self.task.metric(&acc)));
                 p.best_loss = p.best_loss.min(acc.loss());
                 log = true;
+                if self.cfg.stop_at_success
+                    && self.task.success(self.task.metric(&acc)) == Some(true)
+                {
+                    solved = self.confirm_success(acc);
+                }
             }
             on_update(step, row.loss);
             if log {
                 p.logged.push(row);
             }
-            if last {
+            if last || solved.is_some() {
                 break;
             }
             let stop = (ctl.stop)();
@@ -469,7 +489,9 @@ impl Trainer {
                 self.task.success(f64::NAN).map(|_| false),
             ),
             None => {
-                let acc = self.evaluate(self.cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES));
+                let acc = solved.unwrap_or_else(|| {
+                    self.evaluate(self.cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES))
+                });
                 let metric = self.task.metric(&acc);
                 if let Some(row) = p.logged.last_mut() {
                     (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(metric));

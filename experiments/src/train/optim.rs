@@ -20,6 +20,8 @@ pub struct Optimizer {
     nesterov: bool,
     schedule: LrSchedule,
     base_lr: f64,
+    /// Updates per epoch (one pass over the training text), for [`LrSchedule::Epoch`].
+    epoch: usize,
     state: OptimizerState,
 }
 
@@ -34,8 +36,9 @@ pub struct OptimizerState {
 }
 
 impl Optimizer {
-    /// The optimiser of `cfg` for `n` parameters.
-    pub fn new(cfg: &RunConfig, n: usize) -> Self {
+    /// The optimiser of `cfg` for `n` parameters, with epochs of `updates_per_epoch` updates
+    /// (used by the `epoch` schedule only; see [`crate::task::Task::updates_per_epoch`]).
+    pub fn new(cfg: &RunConfig, n: usize, updates_per_epoch: usize) -> Self {
         let second = cfg.optimizer == OptimizerKind::Adam;
         Optimizer {
             kind: cfg.optimizer,
@@ -43,6 +46,7 @@ impl Optimizer {
             nesterov: cfg.nesterov,
             schedule: cfg.lr_schedule,
             base_lr: cfg.lr,
+            epoch: updates_per_epoch.max(1),
             state: OptimizerState {
                 s1: vec![0.0; n],
                 s2: vec![0.0; if second { n } else { 0 }],
@@ -77,6 +81,12 @@ impl Optimizer {
         match self.schedule {
             LrSchedule::Constant => self.base_lr,
             LrSchedule::Step { every, gamma } => self.base_lr * gamma.powi((step / every) as i32),
+            // char-rnn decays after every update i (counted from 1) with i % epoch == 0 and
+            // i / epoch >= after: `step` updates are done before this one.
+            LrSchedule::Epoch { after, gamma } => {
+                let decays = (step / self.epoch + 1).saturating_sub(after);
+                self.base_lr * gamma.powi(decays.min(i32::MAX as usize) as i32)
+            }
         }
     }
 
