@@ -578,6 +578,9 @@ run_config! {
     lr: f64 = 0.01, "learning rate";
     momentum: f64 = 0.0, "sgd momentum in [0, 1)";
     nesterov: bool = false, "sgd: Nesterov momentum (true | false)";
+    /// RMSprop's decay ρ of the mean squared gradient: char-rnn's 0.95 (PyTorch's `alpha` is
+    /// 0.99; Arjovsky et al. 2016 use 0.9).
+    rmsprop_decay: f64 = 0.95, "rmsprop: decay of the mean squared gradient in (0, 1) (char-rnn 0.95, PyTorch 0.99)";
     lr_schedule: LrSchedule = LrSchedule::Constant, "constant | step:<every>:<gamma> | epoch:<after>:<gamma> (charlm: x gamma per epoch from epoch <after> on)";
     /// TBPTT(k, k); for seq2seq, the encoder's backward stops k steps before the end of the
     /// source (the decoder is backpropagated whole).
@@ -760,6 +763,13 @@ impl RunConfig {
                 "momentum",
                 self.momentum,
                 "must be in [0, 1)",
+            ));
+        }
+        if !(self.rmsprop_decay > 0.0 && self.rmsprop_decay < 1.0) {
+            return Err(ConfigError::bad(
+                "rmsprop_decay",
+                self.rmsprop_decay,
+                "must be in (0, 1)",
             ));
         }
         if self.nesterov && (self.optimizer != OptimizerKind::Sgd || self.momentum == 0.0) {

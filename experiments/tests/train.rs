@@ -204,7 +204,7 @@ fn tasks_are_reproducible_from_their_seed() {
 
 #[test]
 fn bad_configurations_name_the_key_and_what_is_allowed() {
-    let cases: [(&str, &str); 13] = [
+    let cases: [(&str, &str); 14] = [
         (
             "hidden = 0",
             "invalid value 0 for 'hidden': must be at least 1",
@@ -218,7 +218,7 @@ fn bad_configurations_name_the_key_and_what_is_allowed() {
         ("clip = 'maybe'", "expected none, norm:<τ> or value:<τ>"),
         (
             "init = 'xavier'",
-            "expected default, normal:<σ>, smart-tanh, identity or orthogonal",
+            "expected default, uniform:<a>, normal:<σ>, smart-tanh, identity or orthogonal",
         ),
         ("truncation = 0", "expected \"full\" or an integer k >= 1"),
         (
@@ -232,8 +232,9 @@ fn bad_configurations_name_the_key_and_what_is_allowed() {
         ),
         (
             "cell = 'gru'\ninit = 'identity'",
-            "for cell = \"gru\" use default, normal:<σ>, smart-tanh",
+            "for cell = \"gru\" use default, uniform:<a>, normal:<σ>, smart-tanh",
         ),
+        ("rmsprop_decay = 1.0", "'rmsprop_decay': must be in (0, 1)"),
         ("hiden = 10", "unknown field `hiden`"),
         ("task = 'sorting'", "unknown variant `sorting`"),
     ];
@@ -374,5 +375,136 @@ fn a_metric_with_no_terms_is_never_reported_as_zero() {
         let t = Task::new(config(&format!("task = '{task}'")).task, 20, None).unwrap();
         assert!(t.metric(&empty).is_nan(), "{task}");
         assert_eq!(t.success(t.metric(&empty)), Some(false), "{task}");
+    }
+}
+
+/// `stop_at_success` ends the run at the first evaluation that meets the criterion (confirmed on
+/// the final evaluation), and without it the same run trains to the end along the same path.
+#[test]
+fn stop_at_success_ends_at_the_first_evaluation_that_solves_the_task() {
+    let base = "task = 'adding'\nseq_len = 50\ncell = 'lstm'\nhidden = 32\nbatch = 50\nsteps = 1500\n\
+                optimizer = 'adam'\nlr = 0.01\nclip = 'norm:1'\nlog_every = 100\neval_every = 100\nseed = 1\n";
+    let full = train(config(base), Par::rayon(2));
+    let solved_at = full
+        .logged
+        .iter()
+        .find(|r| r.eval_metric.is_some_and(|m| m < 0.01))
+        .map(|r| r.step)
+        .expect("this seed solves adding at T = 50 within 1,500 updates");
+    let early = train(
+        config(&format!("{base}stop_at_success = true\n")),
+        Par::rayon(2),
+    );
+    let o = &early.outcome;
+    assert_eq!(o.success, Some(true));
+    assert!(o.metric < 0.01, "final MSE {}", o.metric);
+    // It stops at the first evaluation that is confirmed: never before the first one that
+    // meets the criterion, and (on this seed) long before the end.
+    assert!(
+        o.steps > solved_at && o.steps < 1500,
+        "stopped after {} updates",
+        o.steps
+    );
+    assert_eq!(early.logged.last().map(|r| r.step + 1), Some(o.steps));
+    // Up to the stop, the two runs are the same run.
+    let n = early.logged.len() - 1;
+    assert_eq!(early.logged[..n], full.logged[..n]);
+
+    let err = RunConfig::from_toml("task = 'charlm'\ntext = 'x.txt'\nstop_at_success = true\n")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stop_at_success") && err.contains("no success criterion"),
+        "{err}"
+    );
+}
+
+/// `uniform:a` draws every parameter from U(-a, a), the head's included; `smart-tanh` gives
+/// N(0, 0.01) input and head weights and zero biases, as Pascanu et al.'s code does.
+#[test]
+fn uniform_and_smart_tanh_initialise_every_parameter_as_documented() {
+    let t = Trainer::new(
+        config("cell = 'lstm'\nhidden = 40\ninit = 'uniform:0.08'\nforget_bias = 0.0\n"),
+        Par::Seq,
+    )
+    .unwrap();
+    let p = &t.model.params;
+    let max = p.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(max <= 0.08 && max > 0.079, "max |p| = {max}");
+    let mean_sq = p.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / p.len() as f64;
+    assert!(
+        (mean_sq / (0.08f64.powi(2) / 3.0) - 1.0).abs() < 0.05,
+        "E p² = {mean_sq}"
+    );
+
+    let t = Trainer::new(
+        config("init = 'smart-tanh'\nhidden = 50\ntask = 'temporal-order'\n"),
+        Par::Seq,
+    )
+    .unwrap();
+    let m = &t.model;
+    let (hw, hb) = m.head_ranges();
+    let r = m.stack.layer_ranges(0);
+    for (what, range) in [("head", hw), ("W_ih", r.w_ih.clone())] {
+        let v = &m.params[range];
+        let sd = (v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!((sd / 0.01 - 1.0).abs() < 0.2, "{what}: σ = {sd}");
+    }
+    assert!(m.params[hb]
+        .iter()
+        .chain(&m.params[r.b_ih.start..r.b_hh.end])
+        .all(|v| *v == 0.0));
+    let nonzero_per_row = m.params[r.w_hh.clone()]
+        .chunks(50)
+        .map(|row| row.iter().filter(|v| **v != 0.0).count())
+        .max();
+    assert_eq!(nonzero_per_row, Some(15));
+}
+
+/// char-rnn's decay: ×gamma after every epoch from epoch `after` on; charlm only.
+#[test]
+fn the_epoch_schedule_decays_as_char_rnn_does() {
+    let text = text_of(200_000);
+    let dir = std::env::temp_dir().join(format!("gradlab-epoch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("t.txt");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = config(&format!(
+        "task = 'charlm'\ntext = '{}'\nseq_len = 10\nbatch = 100\nhidden = 8\nsteps = 1000\n\
+         optimizer = 'rmsprop'\nlr = 0.5\nlr_schedule = 'epoch:2:0.5'\nlog_every = 1\n\
+         eval_every = 1000\nlyapunov_steps = 0\n",
+        path.display()
+    ));
+    let t = Trainer::new(cfg.clone(), Par::Seq).unwrap();
+    let per_epoch = t.task.updates_per_epoch(100);
+    let train_chars = t.task.corpus.as_ref().unwrap().train.len();
+    assert_eq!(per_epoch, train_chars / 1000);
+    let cfg = RunConfig {
+        steps: 4 * per_epoch,
+        ..cfg
+    };
+    let r = Trainer::new(cfg, Par::Seq).unwrap().run(|_, _| {});
+    let lr: Vec<f64> = r.logged.iter().map(|row| row.lr).collect();
+    // Updates 1..=2E run at lr; char-rnn decays after update 2E (epoch 2 >= after), then after 3E.
+    let e = per_epoch;
+    assert_eq!((lr[0], lr[2 * e - 1]), (0.5, 0.5));
+    assert_eq!((lr[2 * e], lr[3 * e - 1]), (0.25, 0.25));
+    assert_eq!(lr[3 * e], 0.125);
+    std::fs::remove_dir_all(&dir).ok();
+
+    let err = RunConfig::from_toml("lr_schedule = 'epoch:10:0.97'\n")
+        .unwrap()
+        .validate()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lr_schedule") && err.contains("charlm"),
+        "{err}"
+    );
+    for bad in ["epoch:0:0.5", "epoch:3:0", "epoch:3", "epochs:3:0.5"] {
+        let err = RunConfig::from_toml(&format!("lr_schedule = '{bad}'\n")).unwrap_err();
+        assert!(err.to_string().contains(bad), "{err}");
     }
 }

@@ -7,8 +7,6 @@ use crate::config::{LrSchedule, OptimizerKind, RunConfig};
 
 /// Adagrad, RMSprop and Adam denominators: `sqrt(state) + EPS`.
 const EPS: f64 = 1e-8;
-/// RMSprop's decay of the squared-gradient average (char-rnn's default).
-const RMSPROP_DECAY: f32 = 0.95;
 const ADAM_BETA1: f64 = 0.9;
 const ADAM_BETA2: f64 = 0.999;
 
@@ -18,6 +16,8 @@ pub struct Optimizer {
     kind: OptimizerKind,
     momentum: f32,
     nesterov: bool,
+    /// RMSprop's decay of the squared-gradient average.
+    rms_decay: f32,
     schedule: LrSchedule,
     base_lr: f64,
     /// Updates per epoch (one pass over the training text), for [`LrSchedule::Epoch`].
@@ -44,6 +44,7 @@ impl Optimizer {
             kind: cfg.optimizer,
             momentum: cfg.momentum as f32,
             nesterov: cfg.nesterov,
+            rms_decay: cfg.rmsprop_decay as f32,
             schedule: cfg.lr_schedule,
             base_lr: cfg.lr,
             epoch: updates_per_epoch.max(1),
@@ -121,7 +122,7 @@ impl Optimizer {
             }
             OptimizerKind::Rmsprop => {
                 for ((p, g), s) in params.iter_mut().zip(grads).zip(&mut self.state.s1) {
-                    *s = RMSPROP_DECAY * *s + (1.0 - RMSPROP_DECAY) * g * g;
+                    *s = self.rms_decay * *s + (1.0 - self.rms_decay) * g * g;
                     *p -= (lr * f64::from(*g) / (f64::from(*s).sqrt() + EPS)) as f32;
                 }
             }
