@@ -556,7 +556,7 @@ macro_rules! run_config {
 run_config! {
     /// Name of the run (default results folder `results/<name>`); a sweep's name.
     name: String = "run".into(), "run name, default results folder";
-    task: TaskKind = TaskKind::Adding, "adding | copy | temporal-order | charlm | hello | reverse | addition | copy-seq (seq2seq)";
+    task: TaskKind = TaskKind::Adding, "adding | adding-1997 | copy | temporal-order | charlm | hello | reverse | addition | copy-seq (seq2seq)";
     /// `stack`: one recurrent stack and the head; `seq2seq`: an encoder reads the source, its
     /// final state starts a decoder that emits the target (the tasks reverse, addition, copy-seq).
     model: ModelKind = ModelKind::Stack, "stack | seq2seq (encoder-decoder, for reverse, addition, copy-seq)";

@@ -192,7 +192,7 @@ fn every_optimizer_and_init_trains_without_error() {
 
 #[test]
 fn tasks_are_reproducible_from_their_seed() {
-    for task in ["adding", "copy", "temporal-order"] {
+    for task in ["adding", "adding-1997", "copy", "temporal-order"] {
         let cfg = config(&format!("task = '{task}'\nseq_len = 20\n"));
         let t = Task::new(cfg.task, cfg.seq_len, None).unwrap();
         let a = t.fresh_batch(&mut SplitMix64(7), 3);
@@ -507,4 +507,78 @@ fn the_epoch_schedule_decays_as_char_rnn_does() {
         let err = RunConfig::from_toml(&format!("lr_schedule = '{bad}'\n")).unwrap_err();
         assert!(err.to_string().contains(bad), "{err}");
     }
+}
+
+/// Hochreiter & Schmidhuber's adding problem: its sequences as their paper defines them, and
+/// its metric the fraction of sequences whose absolute error is at least 0.04.
+#[test]
+fn adding_1997_follows_the_1997_definition_and_scores_each_sequence() {
+    use gradlab_experiments::task::Targets;
+    let t = 60;
+    let task = Task::new(TaskKind::Adding1997, t, None).unwrap();
+    let b = 500;
+    let batch = task.fresh_batch(&mut SplitMix64(5), b);
+    let Targets::Last(y) = &batch.targets else {
+        panic!("adding-1997 has one target per sequence")
+    };
+    let mut first_marked = 0;
+    for row in 0..b {
+        let at = |step: usize| (step * b + row) * 2;
+        let marks: Vec<usize> = (0..t).filter(|&s| batch.x[at(s) + 1] == 1.0).collect();
+        assert_eq!(marks.len(), 2, "row {row}: two marks");
+        assert!(
+            marks[0] < t / 2 && marks[1] < t / 2,
+            "both marks in the first half"
+        );
+        assert!(
+            marks.iter().any(|&m| m < 10),
+            "one mark in the first ten pairs"
+        );
+        for s in [0, t - 1] {
+            if !marks.contains(&s) {
+                assert_eq!(
+                    batch.x[at(s) + 1],
+                    -1.0,
+                    "the first and last pair are marked -1"
+                );
+            }
+        }
+        let others = (1..t - 1).filter(|s| !marks.contains(s));
+        assert!(others.clone().all(|s| batch.x[at(s) + 1] == 0.0));
+        assert!((0..t).all(|s| (-1.0..=1.0).contains(&batch.x[at(s)])));
+        first_marked += usize::from(marks[0] == 0);
+        if marks[0] == 0 {
+            assert_eq!(batch.x[at(0)], 0.0, "X1 is 0 when the first pair is marked");
+        }
+        let want = 0.5 + (batch.x[at(marks[0])] + batch.x[at(marks[1])]) / 4.0;
+        assert_eq!(y[row], want);
+    }
+    assert!(
+        first_marked > 0,
+        "the first pair is marked in about 1 of 10 sequences"
+    );
+
+    // The metric counts sequences off by 0.04 or more; success is at most 1 in 2,560.
+    let acc = MetricAcc {
+        loss_sum: 1.0,
+        loss_terms: 2560,
+        correct: 2559,
+        scored: 2560,
+    };
+    let m = task.metric(&acc);
+    assert_eq!(m, 1.0 / 2560.0);
+    assert_eq!(task.success(m), Some(true));
+    let two_wrong = MetricAcc {
+        correct: 2558,
+        ..acc
+    };
+    assert_eq!(task.success(task.metric(&two_wrong)), Some(false));
+    // And a trained run scores it per sequence: a model that outputs ~0.5 gets most wrong.
+    let cfg = config("task = 'adding-1997'\nseq_len = 30\ncell = 'lstm'\nhidden = 4\nsteps = 3\neval_sequences = 200\nlyapunov_steps = 0\n");
+    let out = train(cfg, Par::Seq).outcome;
+    assert!(
+        out.metric > 0.5 && out.metric <= 1.0,
+        "error rate {}",
+        out.metric
+    );
 }

@@ -88,6 +88,10 @@ pub fn head_loss(
                 let e = z[0] - values[row];
                 acc.loss_sum += f64::from(e) * f64::from(e);
                 acc.loss_terms += 1;
+                if let Some(tol) = task.kind.abs_tolerance() {
+                    acc.scored += 1;
+                    acc.correct += usize::from(e.abs() < tol);
+                }
                 z[0] = 2.0 * e;
             }
             (LossKind::CrossEntropy, Targets::Classes(labels)) => {

@@ -24,6 +24,9 @@ pub use text::{Corpus, TextError, VALIDATION_STREAMS};
 #[serde(rename_all = "kebab-case")]
 pub enum TaskKind {
     Adding,
+    /// Hochreiter & Schmidhuber 1997's adding problem (their experiment 4), scored per sequence.
+    #[serde(rename = "adding-1997")]
+    Adding1997,
     Copy,
     TemporalOrder,
     Charlm,
@@ -39,6 +42,8 @@ impl TaskKind {
         match self {
             TaskKind::TemporalOrder => 10,
             TaskKind::Adding => 2,
+            // Both marks among the first T/2 pairs, the first among the first ten.
+            TaskKind::Adding1997 => 20,
             _ => 1,
         }
     }
@@ -53,7 +58,7 @@ impl TaskKind {
         match self {
             TaskKind::Adding => "MSE",
             TaskKind::Copy | TaskKind::Hello => "accuracy",
-            TaskKind::TemporalOrder => "error rate",
+            TaskKind::TemporalOrder | TaskKind::Adding1997 => "error rate",
             TaskKind::Charlm => "bits/char",
             TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => "exact match",
         }
@@ -69,9 +74,11 @@ impl TaskKind {
 
     /// The task's success criterion on its metric (None: charlm has none): adding MSE < 0.01,
     /// copy accuracy >= 0.99, temporal-order error < 1%, hello all correct, the seq2seq tasks
-    /// exact match >= 0.99.
+    /// exact match >= 0.99, adding-1997 at most 1 wrong sequence in 2,560 (Hochreiter &
+    /// Schmidhuber's test: a rate below 2 in 2,560).
     pub fn criterion(self) -> Option<Criterion> {
         match self {
+            TaskKind::Adding1997 => Some(Criterion::Below(2.0 / 2560.0)),
             TaskKind::Adding | TaskKind::TemporalOrder => Some(Criterion::Below(0.01)),
             TaskKind::Copy | TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => {
                 Some(Criterion::AtLeast(0.99))
@@ -97,10 +104,16 @@ impl TaskKind {
         self.criterion().is_some()
     }
 
+    /// The absolute error below which a regression output counts as right (adding-1997: 0.04,
+    /// Hochreiter & Schmidhuber's criterion); None where the metric is not per sequence.
+    pub fn abs_tolerance(self) -> Option<f32> {
+        (self == TaskKind::Adding1997).then_some(0.04)
+    }
+
     /// The loss the task trains with.
     pub fn loss(self) -> LossKind {
         match self {
-            TaskKind::Adding => LossKind::Mse,
+            TaskKind::Adding | TaskKind::Adding1997 => LossKind::Mse,
             _ => LossKind::CrossEntropy,
         }
     }
@@ -265,7 +278,7 @@ impl Task {
     /// symbol).
     pub fn input_size(&self) -> usize {
         match self.kind {
-            TaskKind::Adding => 2,
+            TaskKind::Adding | TaskKind::Adding1997 => 2,
             TaskKind::Copy => synthetic::COPY_SYMBOLS + 2,
             TaskKind::TemporalOrder => synthetic::TO_DISTRACTORS + 2,
             TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
@@ -277,7 +290,7 @@ impl Task {
     /// the end symbol).
     pub fn output_size(&self) -> usize {
         match self.kind {
-            TaskKind::Adding => 1,
+            TaskKind::Adding | TaskKind::Adding1997 => 1,
             TaskKind::Copy => synthetic::COPY_SYMBOLS + 1,
             TaskKind::TemporalOrder => 4,
             TaskKind::Charlm | TaskKind::Hello => self.vocab_len(),
@@ -359,6 +372,7 @@ impl Task {
         let (t, i) = (self.time_steps(), self.input_size());
         match self.kind {
             TaskKind::Adding => synthetic::adding(rng, t, b),
+            TaskKind::Adding1997 => synthetic::adding_1997(rng, t, b),
             TaskKind::Copy => synthetic::copy(rng, t, b, i),
             TaskKind::TemporalOrder => synthetic::temporal_order(rng, t, b, i),
             TaskKind::Hello => {
@@ -407,7 +421,8 @@ impl Task {
         }
     }
 
-    /// The task metric from accumulated evaluation: adding MSE, copy accuracy on the recalled
+    /// The task metric from accumulated evaluation: adding MSE, adding-1997's fraction of
+    /// sequences with an absolute error of at least 0.04, copy accuracy on the recalled
     /// symbols, temporal-order error rate, charlm validation bits per character, hello accuracy,
     /// the seq2seq tasks' exact-match rate of greedy decoding. NaN when nothing was scored.
     pub fn metric(&self, acc: &MetricAcc) -> f64 {
@@ -420,7 +435,11 @@ impl Task {
             TaskKind::Adding => acc.loss(),
             TaskKind::Copy | TaskKind::Hello => accuracy,
             TaskKind::Reverse | TaskKind::Addition | TaskKind::CopySeq => accuracy,
-            TaskKind::TemporalOrder => 1.0 - accuracy,
+            // Counted, not 1 - accuracy, so that 2 in 2,560 is exactly 2 / 2560.
+            TaskKind::TemporalOrder | TaskKind::Adding1997 if acc.scored > 0 => {
+                (acc.scored - acc.correct) as f64 / acc.scored as f64
+            }
+            TaskKind::TemporalOrder | TaskKind::Adding1997 => f64::NAN,
             TaskKind::Charlm => acc.loss() / std::f64::consts::LN_2,
         }
     }

@@ -50,6 +50,47 @@ pub fn adding(rng: &mut SplitMix64, t: usize, b: usize) -> Batch {
     }
 }
 
+/// Hochreiter & Schmidhuber (1997)'s adding problem (experiment 4) at a fixed length `t`: pairs
+/// of (value U[-1, 1], marker); one of the first ten pairs and one other of the first t/2 are
+/// marked 1.0, the first and the last pair (when unmarked) -1.0, all others 0.0; the target is
+/// 0.5 + (X1 + X2) / 4, the first pair's value taken as 0 when it is marked. (They draw
+/// each length from [t, t + t/10]; gradlab's batches have one length.)
+pub fn adding_1997(rng: &mut SplitMix64, t: usize, b: usize) -> Batch {
+    let i = 2;
+    let mut x = vec![0.0f32; t * b * i];
+    let mut y = vec![0.0; b];
+    for (row, y) in y.iter_mut().enumerate() {
+        let m1 = rng.below(10);
+        // One of the t/2 - 1 pairs of the first t/2 that m1 is not.
+        let m2 = match rng.below(t / 2 - 1) {
+            j if j >= m1 => j + 1,
+            j => j,
+        };
+        for step in 0..t {
+            let v = rng.uniform(-1.0, 1.0) as f32;
+            let at = at(step, row, b, i);
+            let marked = step == m1 || step == m2;
+            x[at] = if step == 0 && marked { 0.0 } else { v };
+            x[at + 1] = if marked {
+                1.0
+            } else if step == 0 || step == t - 1 {
+                -1.0
+            } else {
+                0.0
+            };
+        }
+        let (x1, x2) = (x[at(m1, row, b, i)], x[at(m2, row, b, i)]);
+        *y = 0.5 + (x1 + x2) / 4.0;
+    }
+    Batch {
+        time_steps: t,
+        batch: b,
+        x,
+        targets: Targets::Last(y),
+        source: None,
+    }
+}
+
 /// The copy task (Arjovsky et al. 2016): 10 symbols from 8, blanks, a delimiter, then the 10
 /// symbols to reproduce; `t` is the whole sequence (delay + 20).
 pub fn copy(rng: &mut SplitMix64, t: usize, b: usize, i: usize) -> Batch {
