@@ -80,16 +80,19 @@ TASKS = {
 
 # The covering set: every cell with 1 and 2 layers, every loss, every clip mode, every
 # optimiser with at least two cells. H never a multiple of 16 and never I. temporal-order
-# needs T >= 10 (gradlab's minimum), hello has T = 4.
+# needs T >= 10 (gradlab's minimum), hello has T = 4. Norm clipping at every step would hide
+# the scale of the gradient (the loss's reduction) from an SGD case, so the SGD case's
+# threshold clips some steps only (as do three of the others); the LSTM's Adagrad case clips
+# every step, where Adagrad's eps shows the most (its PyTorch-defaults fixture).
 CASES = [
     dict(cell="rnn-tanh", depth=1, hidden=7, task="adding", seq_len=6, batch=4,
          clip="none", optimizer="sgd", lr=0.1, seed=11),
     dict(cell="rnn-tanh", depth=2, hidden=12, task="temporal-order", seq_len=10, batch=3,
-         clip="norm:0.5", optimizer="adagrad", lr=0.05, seed=12),
+         clip="norm:1.0", optimizer="adagrad", lr=0.05, seed=12),
     dict(cell="rnn-relu", depth=1, hidden=9, task="charlm", seq_len=6, batch=3,
          clip="value:0.05", optimizer="rmsprop", lr=0.01, seed=13),
     dict(cell="rnn-relu", depth=2, hidden=10, task="adding", seq_len=8, batch=4,
-         clip="norm:0.25", optimizer="adam", lr=0.01, seed=14),
+         clip="norm:2.0", optimizer="adam", lr=0.01, seed=14),
     dict(cell="lstm", depth=1, hidden=11, task="temporal-order", seq_len=10, batch=4,
          clip="value:0.02", optimizer="sgd", lr=0.5, momentum=0.9, seed=15),
     dict(cell="lstm", depth=2, hidden=8, task="charlm", seq_len=5, batch=2,
@@ -103,7 +106,7 @@ CASES = [
     dict(cell="gru", depth=1, hidden=9, task="temporal-order", seq_len=10, batch=4,
          clip="none", optimizer="sgd", lr=0.3, seed=20),
     dict(cell="rnn-tanh", depth=1, hidden=6, task="hello", seq_len=4, batch=2,
-         clip="norm:0.5", optimizer="sgd", lr=0.2, momentum=0.8, seed=21),
+         clip="norm:0.625", optimizer="sgd", lr=0.2, momentum=0.8, seed=21),
     dict(cell="rnn-relu", depth=1, hidden=8, task="temporal-order", seq_len=10, batch=3,
          clip="none", optimizer="sgd", lr=0.1, momentum=0.5, nesterov=True, seed=22),
 ]
