@@ -252,6 +252,29 @@ impl Trainer {
         (acc.loss(), self.net.grads())
     }
 
+    /// The second half of update `step` (0-based), after [`Trainer::loss_and_gradient`]:
+    /// clips that gradient as `clip` says (DESIGN.md "Training semantics") and applies the
+    /// optimiser's step to the parameters. `grad_norm` is the gradient's global norm before
+    /// clipping ([`global_norm`]; the run loop has it already). Returns the global norm after
+    /// clipping and whether clipping changed the gradient. (The run loop logs its diagnostics
+    /// of the unclipped gradient between the two halves.)
+    pub fn clip_and_update(&mut self, step: usize, grad_norm: f64) -> (f64, bool) {
+        let grads = self.net.grads_mut();
+        let clipped = match self.cfg.clip {
+            Clip::None => (grad_norm, false),
+            Clip::Norm(tau) => {
+                let out = clip_global_norm(&mut [&mut *grads], tau);
+                (out.norm_after, out.clipped)
+            }
+            Clip::Value(tau) => {
+                let changed = clip_value(grads, tau);
+                (global_norm(&[&*grads]), changed > 0)
+            }
+        };
+        self.opt.step(&mut self.model.params, grads, step);
+        clipped
+    }
+
     /// The task's loss and metric on `n` evaluation sequences (see
     /// [`Task::evaluation_batches`]); the model is not changed.
     pub fn evaluate(&mut self, n: usize) -> crate::task::MetricAcc {
@@ -427,20 +450,8 @@ impl Trainer {
             if let Some(spectrum) = self.spectrum.as_mut().filter(|_| measure) {
                 spectrum.measure(&self.model, &mut row, &mut p.spectrum);
             }
-            let grads = self.net.grads_mut();
-            (row.grad_norm_clipped, row.clipped) = match self.cfg.clip {
-                Clip::None => (grad_norm, false),
-                Clip::Norm(tau) => {
-                    let out = clip_global_norm(&mut [&mut *grads], tau);
-                    (out.norm_after, out.clipped)
-                }
-                Clip::Value(tau) => {
-                    let changed = clip_value(grads, tau);
-                    (global_norm(&[&*grads]), changed > 0)
-                }
-            };
+            (row.grad_norm_clipped, row.clipped) = self.clip_and_update(step, grad_norm);
             p.clipped_updates += usize::from(row.clipped);
-            self.opt.step(&mut self.model.params, grads, step);
             if (step + 1).is_multiple_of(self.cfg.eval_every) && !last {
                 let acc = self.evaluate(self.cfg.eval_sequences);
                 (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(self.task.metric(&acc)));
