@@ -21,14 +21,14 @@
 //! Everything it needs is what [`crate::rnn::backward`] leaves in the workspace: `a_k` is the
 //! RNN's stored pre-activation gradient and `‖v_k‖²` the squared gradient flow of each row. A
 //! window costs two products over its T·B rows per layer, `U = A·W_hh` and `Aᵀ·(diag(s) U)`
-//! (about 4·T·B·H² FLOPs, against 6·T·B·H·(I + H) for forward and backward). Updates that
+//! (about 4·T·B·H² FLOPs, against 6·T·B·H·(I + H) for forward and backward). U is computed
+//! again rather than kept from backward's step loop, which stays as it is. Updates that
 //! backpropagate several windows (truncated BPTT) [`PascanuOmega::accumulate`] each, and their
 //! pairs count together.
 
 use crate::gemm::{contiguous_spans, gemm, Mat, MatMut, PackedB};
-use crate::norm::sum_squares;
 use crate::rnn::{Cell, StackShape, Workspace};
-use crate::simd::{axpy, scale};
+use crate::simd::axpy;
 use crate::Par;
 
 /// A pair (k, b) counts in Ω when `‖v_kb‖²` is at least this (the authors' `bound`).
@@ -45,10 +45,15 @@ pub struct PascanuOmega {
     count: Vec<u64>,
     /// Σ 4 (r − 1) / ‖v‖² · a_kbᵀ u_kb over the pairs that count, per layer `[L][H][H]`.
     grad: Vec<f32>,
-    /// `U = A·W_hh` of one layer's window, then `diag(s) U`, `[T][B][H]`.
-    u: Vec<f32>,
-    /// W_hh as the right operand of `U = A·W_hh`.
-    packed_w: PackedB,
+    /// `Uᵀ = W_hhᵀ·Aᵀ` of one layer's window, then `(diag(s) U)ᵀ`, `[H][T·B]`: the pairs are
+    /// columns, so that both products read it, and A, through the packing's fast path.
+    ut: Vec<f32>,
+    /// `‖u_kb‖²` per pair, `[T·B]`.
+    u_sq: Vec<f64>,
+    /// The scale `s_kb = 4 (r_kb − 1) / ‖v_kb‖²` of a pair that counts, 0 of one that does not.
+    s: Vec<f32>,
+    /// `Aᵀ` as the right operand of `Uᵀ = W_hhᵀ·Aᵀ`.
+    packed_a: PackedB,
     /// `diag(s) U` as the right operand of `Aᵀ·(diag(s) U)`.
     packed_u: PackedB,
 }
@@ -70,8 +75,10 @@ impl PascanuOmega {
             sum: vec![0.0; l],
             count: vec![0; l],
             grad: vec![0.0; l * h * h],
-            u: Vec::with_capacity(t * b * h),
-            packed_w: PackedB::default(),
+            ut: Vec::with_capacity(t * b * h),
+            u_sq: Vec::with_capacity(t * b),
+            s: Vec::with_capacity(t * b),
+            packed_a: PackedB::default(),
             packed_u: PackedB::default(),
         }
     }
@@ -103,27 +110,42 @@ impl PascanuOmega {
         if n == 0 {
             return;
         }
-        self.u.resize(n * h, 0.0);
+        self.ut.resize(h * n, 0.0);
+        self.u_sq.resize(n, 0.0);
+        self.s.resize(n, 0.0);
         for l in 0..s.layers {
             let (dg, v_sq) = ws.rnn_backward_rows(l);
             let (a, v_sq) = (&dg[t0 * b * h..t * b * h], &v_sq[t0 * b..t * b]);
             let w_hh = &params[s.layer_ranges(l).w_hh];
-            self.packed_w
-                .pack(h, contiguous_spans(h), Mat::rows(w_hh, h), par);
-            let u = MatMut::rows(&mut self.u, h);
-            gemm(n, Mat::rows(a, h), &self.packed_w, u, false, par);
-            for (u, &v2) in self.u.chunks_exact_mut(h).zip(v_sq) {
-                if v2 >= OMEGA_BOUND {
-                    let d = sum_squares(u) / v2 - 1.0;
-                    self.sum[l] += d * d;
-                    self.count[l] += 1;
-                    scale((4.0 * d / v2) as f32, u);
-                } else {
-                    u.fill(0.0);
+            // Uᵀ [H_in × n] = W_hhᵀ [H_in × H_out] · Aᵀ [H_out × n].
+            self.packed_a
+                .pack(h, contiguous_spans(n), Mat::transposed(a, h), par);
+            let ut = MatMut::rows(&mut self.ut, n);
+            gemm(h, Mat::transposed(w_hh, h), &self.packed_a, ut, false, par);
+            self.u_sq.fill(0.0);
+            for row in self.ut.chunks_exact(n) {
+                for (acc, &u) in self.u_sq.iter_mut().zip(row) {
+                    *acc += f64::from(u) * f64::from(u);
                 }
             }
+            for ((scale, &u2), &v2) in self.s.iter_mut().zip(&self.u_sq).zip(v_sq) {
+                *scale = if v2 >= OMEGA_BOUND {
+                    let d = u2 / v2 - 1.0;
+                    self.sum[l] += d * d;
+                    self.count[l] += 1;
+                    (4.0 * d / v2) as f32
+                } else {
+                    0.0
+                };
+            }
+            for row in self.ut.chunks_exact_mut(n) {
+                for (u, &scale) in row.iter_mut().zip(&self.s) {
+                    *u *= scale;
+                }
+            }
+            // ∂ [H_out × H_in] += Aᵀ [H_out × n] · diag(s) U [n × H_in].
             self.packed_u
-                .pack(n, contiguous_spans(h), Mat::rows(&self.u, h), par);
+                .pack(n, contiguous_spans(h), Mat::transposed(&self.ut, n), par);
             let g = MatMut::rows(&mut self.grad[l * h * h..][..h * h], h);
             gemm(h, Mat::transposed(a, h), &self.packed_u, g, true, par);
         }
