@@ -169,6 +169,9 @@ fn values_a_new_user_tries_get_an_error_naming_the_key() {
         ("depth=1e3", "depth"),
         ("batch=18446744073709551616", "batch"),
         ("forget_bias=inf", "forget_bias"),
+        ("regularizer=pascanu:0", "regularizer"),
+        ("regularizer=pascanu", "regularizer"),
+        ("regularizer=dropout", "regularizer"),
     ] {
         let e = fails(&["run", "--set", kv]);
         assert!(e.contains(&format!("'{key}'")), "{kv}: {e}");

@@ -399,6 +399,43 @@ string_form!(
     "constant, step:<every>:<gamma> or epoch:<after>:<gamma>"
 );
 
+/// A term added to the training objective (Pascanu, Mikolov & Bengio 2013).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Regularizer {
+    None,
+    /// α·Ω, Pascanu et al.'s vanishing-gradient regulariser, which asks every step of a vanilla
+    /// RNN's backward recurrence to carry the gradient back with its norm preserved
+    /// (`gradlab_kernels::omega` defines it); its gradient, with respect to each W_hh only, is
+    /// added before clipping.
+    Pascanu(f32),
+}
+
+impl FromStr for Regularizer {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.split_once(':') {
+            None if s == "none" => Ok(Regularizer::None),
+            None if s == "pascanu" => Err(ParseError::because(
+                "regularizer",
+                s,
+                "Ω needs its weight α: write pascanu:<α>, e.g. pascanu:2",
+            )),
+            Some(("pascanu", a)) => positive("regularizer weight α", a).map(Regularizer::Pascanu),
+            _ => Err(ParseError::new("regularizer", s)),
+        }
+    }
+}
+
+impl fmt::Display for Regularizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Regularizer::None => write!(f, "none"),
+            Regularizer::Pascanu(a) => write!(f, "pascanu:{a}"),
+        }
+    }
+}
+string_form!(Regularizer, "none or pascanu:<α> with α > 0");
+
 /// Truncation of BPTT: `full`, or k (TBPTT(k, k)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Truncation {
@@ -592,6 +629,8 @@ run_config! {
     clip: Clip = Clip::Norm(1.0), "none | norm:<τ> | value:<τ>";
     init: Init = Init::Default, "default | uniform:<a> | normal:<σ> | smart-tanh | identity | orthogonal";
     forget_bias: f32 = 1.0, "lstm forget-gate bias";
+    /// A term added to the loss: Pascanu et al. (2013)'s Ω with weight α (rnn cells only).
+    regularizer: Regularizer = Regularizer::None, "none | pascanu:<α> (Pascanu et al. 2013's Ω, weight α > 0; rnn cells only)";
     log_every: usize = 50, "updates between logged (and diagnosed) updates";
     eval_every: usize = 500, "updates between evaluations";
     eval_sequences: usize = 1000, "sequences per evaluation (the final one uses at least 10,000)";
@@ -837,8 +876,34 @@ impl RunConfig {
                 ),
             ));
         }
+        self.validate_regularizer()?;
         self.validate_model()?;
         self.validate_tbptt()
+    }
+
+    /// Pascanu's Ω is built on a vanilla RNN's step Jacobian `diag(f'(h_k)) W_hh` and on the
+    /// gradient ∂C/∂h_k of one stack: an LSTM's or GRU's recurrence (gates, a cell state) and
+    /// an encoder-decoder's two stacks are refused, not approximated.
+    fn validate_regularizer(&self) -> Result<(), ConfigError> {
+        if self.regularizer == Regularizer::None {
+            return Ok(());
+        }
+        let reason = if self.model == ModelKind::Seq2seq {
+            "Pascanu's Ω is implemented for one stack of vanilla RNN layers (model = \"stack\", \
+             cell = \"rnn\"), not for seq2seq's encoder and decoder: use regularizer = \"none\""
+                .to_string()
+        } else if self.cell != CellKind::Rnn {
+            format!(
+                "Pascanu's Ω applies to vanilla RNN cells only (cell = \"rnn\", tanh or relu): \
+                 it is defined on the step Jacobian diag(f'(h_k)) W_hh of h_k = f(W_ih x_k + \
+                 W_hh h_(k-1) + b), which a{} {} does not have; use regularizer = \"none\"",
+                if self.cell == CellKind::Lstm { "n" } else { "" },
+                self.cell
+            )
+        } else {
+            return Ok(());
+        };
+        Err(ConfigError::bad("regularizer", self.regularizer, reason))
     }
 
     /// Checks TBPTT(k1, k2): each at least 1, k1 <= k2, and a `truncation_k2` alone has a k1

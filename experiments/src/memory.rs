@@ -22,7 +22,7 @@ use std::sync::{Condvar, Mutex};
 
 use gradlab_kernels::{Cell, StackShape};
 
-use crate::config::{ModelKind, RunConfig};
+use crate::config::{ModelKind, Regularizer, RunConfig};
 use crate::model::jacobian::state_dim;
 use crate::model::kernel_cell;
 use crate::task::{Task, TextError};
@@ -208,6 +208,12 @@ pub fn estimate_for(cfg: &RunConfig, task: &Task) -> MemoryEstimate {
             let backprop = F32 * t * b * (h + o);
             e.gradients = F32 * (2.0 * p + 2.0 * p_stack);
             e.workspaces = workspace(stack, chunk, b) + full + backprop;
+            if cfg.regularizer != Regularizer::None {
+                // Pascanu's Ω: the update's own gradient, each layer's H × H sums, and one
+                // layer's U = A·W_hh with the two packed operands.
+                e.gradients += F32 * (p + layers * h * h);
+                e.workspaces += F32 * (chunk * b * h + panels(h) * (h + chunk * b));
+            }
             e.diagnostics = backprop + F32 * layers * t;
             e.evaluation = workspace(stack, t, eval_b) + F32 * t * eval_b * (i + o);
             if cfg.lyapunov_steps > 0 {

@@ -1,7 +1,7 @@
 //! Mid-run checkpoints: a run stopped at any update and continued from its checkpoint (in a
 //! new trainer, as a new process would) ends with exactly the record of a run never stopped,
-//! for every cell, task kind, truncation and optimiser; damaged checkpoints are passed over
-//! for the one before them.
+//! for every cell, task kind, truncation, optimiser and regulariser; damaged checkpoints are
+//! passed over for the one before them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,6 +116,9 @@ fn a_run_stopped_and_continued_anywhere_ends_bit_identical_to_one_never_stopped(
          optimizer = 'sgd'\nmomentum = 0.9\ntruncation = 7\nclip = 'value:0.5'",
         "cell = 'rnn'\ntask = 'copy'\nseq_len = 10\noptimizer = 'sgd'\nmomentum = 0.5\n\
          nesterov = true\ntruncation_k1 = 4\ntruncation_k2 = 9",
+        "cell = 'rnn'\ntask = 'adding'\nregularizer = 'pascanu:4'\noptimizer = 'sgd'",
+        "cell = 'rnn'\nnonlinearity = 'relu'\ntask = 'temporal-order'\ndepth = 2\n\
+         regularizer = 'pascanu:2'\ntruncation = 7\noptimizer = 'adam'\nlr = 0.003",
         "cell = 'lstm'\ntask = 'adding'\noptimizer = 'adam'\nlr = 0.003\nlr_schedule = 'step:25:0.5'",
         "cell = 'lstm'\ntask = 'charlm'\noptimizer = 'rmsprop'\nlr = 0.002\nclip = 'none'",
         "cell = 'gru'\ntask = 'charlm'\ndepth = 2\noptimizer = 'adagrad'\nlr = 0.05\ntruncation = 6",

@@ -111,9 +111,16 @@ fn writes_the_five_tables(cell: &str) {
         "trunc_norm_ratio",
         "norm_ratio_mean",
         "norm_ratio_min",
+        "omega",
     ] {
         assert!(steps.column(col).is_ok(), "steps lacks {col}");
     }
+    // No regulariser: Ω is null in both tables.
+    assert_eq!(steps.column("omega").unwrap().null_count(), steps.height());
+    assert_eq!(
+        layers.column("omega").unwrap().null_count(),
+        layers.height()
+    );
     // Per-layer quantities are rows of `layers`: 5 logged steps x 2 layers.
     assert_eq!(layers.height(), 5 * 2);
     let layer: Vec<i64> = layers
@@ -337,4 +344,38 @@ fn runs_record_numeric_axes_criterion_and_labels() {
     assert_eq!(get("truncation_k"), AnyValue::Int64(7));
     assert_eq!(get("clip_kind").str_value(), "none");
     assert_eq!(get("clip_threshold"), AnyValue::Null);
+}
+
+#[test]
+fn a_regularised_run_writes_omega_to_steps_and_layers() {
+    let dir = tmpdir("omega");
+    let cfg = RunConfig::from_toml(
+        "seq_len = 10\nhidden = 6\ndepth = 2\nsteps = 7\nlog_every = 3\neval_sequences = 4\n\
+         regularizer = 'pascanu:2'\n",
+    )
+    .unwrap();
+    let rec = Trainer::new(cfg.clone(), Par::Seq).unwrap().run(|_, _| {});
+    let id = run_id(&cfg);
+    store::write_run(&dir, &id, &cfg, &rec, &prov()).unwrap();
+    let [runs, steps, layers, _, _] =
+        store::run_paths(&dir, &id).map(|p| read_parquet(&p).unwrap());
+    let get = |c: &str| runs.column(c).unwrap().get(0).unwrap().into_static();
+    assert_eq!(get("regularizer").str_value(), "pascanu:2");
+    let omega: Vec<Option<f64>> = steps
+        .column("omega")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .collect();
+    let want: Vec<Option<f64>> = rec.logged.iter().map(|r| r.omega).collect();
+    assert_eq!(omega, want);
+    assert!(
+        want.iter().all(|o| o.is_some_and(f64::is_finite)),
+        "{want:?}"
+    );
+    let per_layer = layers.column("omega").unwrap().f64().unwrap().clone();
+    assert_eq!(per_layer.len(), 2 * rec.logged.len());
+    assert_eq!(per_layer.null_count(), 0);
+    std::fs::remove_dir_all(&dir).ok();
 }

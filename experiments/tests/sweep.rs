@@ -165,7 +165,7 @@ fn the_defaults_behind_run_ids_are_pinned() {
          seq_len = 100\ncell = \"rnn\"\nnonlinearity = \"tanh\"\n\
          hidden = 50\ndepth = 1\nbatch = 20\nsteps = 2000\noptimizer = \"sgd\"\nlr = 0.01\n\
          momentum = 0.0\nnesterov = false\nrmsprop_decay = 0.95\nlr_schedule = \"constant\"\ntruncation = \"full\"\n\
-         clip = \"norm:1\"\ninit = \"default\"\nforget_bias = 1.0\nlog_every = 50\n\
+         clip = \"norm:1\"\ninit = \"default\"\nforget_bias = 1.0\nregularizer = \"none\"\nlog_every = 50\n\
          eval_every = 500\neval_sequences = 1000\nstop_at_success = false\ndiag_every = 0\nlyapunov_steps = 500\nseed = 0\n\
          checkpoint_every = 0\ncheckpoint_seconds = 30.0\ntags = []\nnote = \"\"\n"
     );

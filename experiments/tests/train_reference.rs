@@ -15,10 +15,11 @@ use common::{assert_matches_finite_differences, assert_matches_reference};
 use gradlab_experiments::config::RunConfig;
 use gradlab_experiments::task::{Batch, Targets, NO_LABEL};
 use gradlab_experiments::train::Trainer;
-use gradlab_kernels::reference;
+use gradlab_kernels::omega::OMEGA_BOUND;
+use gradlab_kernels::reference::{self, pascanu_omega};
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::OutputGrads;
-use gradlab_kernels::{Par, StackShape};
+use gradlab_kernels::{Cell, Par, StackShape};
 
 /// A model in f64: the stack, then `head.weight` `(O, H)` and `head.bias` `(O)`.
 #[derive(Clone, Copy)]
@@ -132,7 +133,17 @@ fn head_loss(
 /// chunk `[s, e)` of k1 steps (the last one possibly shorter), the losses of `[s, e)` are
 /// backpropagated through `[max(e − k2, 0), e)`, that span being recomputed from the true
 /// state at its start; the chunks' gradients are summed. k1 = k2 ≥ T is full BPTT.
-fn reference_gradient(net: Net<'_>, batch: &Batch, (k1, k2): (usize, usize)) -> (f64, Vec<f64>) {
+///
+/// With `alpha > 0` (a vanilla RNN), α ∂Ω/∂W_hh of Pascanu et al.'s Ω is added to each layer's
+/// W_hh gradient: Ω is taken on every chunk's backward (v_k the gradient of the chunk's losses,
+/// within the chunk), and the chunks' pairs count together, each chunk's Ω weighted by the
+/// pairs it counted.
+fn reference_gradient(
+    net: Net<'_>,
+    batch: &Batch,
+    (k1, k2): (usize, usize),
+    alpha: f64,
+) -> (f64, Vec<f64>) {
     let (t, b, s) = (batch.time_steps, batch.batch, net.stack);
     let (k1, k2) = (k1.min(t), k2.min(t));
     assert!(k1 <= k2, "TBPTT({k1}, {k2})");
@@ -141,6 +152,8 @@ fn reference_gradient(net: Net<'_>, batch: &Batch, (k1, k2): (usize, usize)) -> 
     let scale = 1.0 / loss_terms(batch) as f64;
     let mut grad = vec![0.0; net.params.len()];
     let (mut loss, mut terms) = (0.0, 0);
+    // Per layer: the pairs Ω counted, and its gradient weighted by them.
+    let mut omega = vec![(0usize, vec![0.0; s.hidden * s.hidden]); s.layers];
     for start in (0..t).step_by(k1) {
         let end = (start + k1).min(t);
         let from = end.saturating_sub(k2);
@@ -170,6 +183,29 @@ fn reference_gradient(net: Net<'_>, batch: &Batch, (k1, k2): (usize, usize)) -> 
             .iter_mut()
             .zip(&g.params)
             .for_each(|(a, v)| *a += v);
+        if alpha > 0.0 {
+            let Cell::Rnn(act) = s.cell else {
+                panic!("Ω is defined for vanilla RNNs only");
+            };
+            let lbh = len * b * s.hidden;
+            for (l, (pairs, sum)) in omega.iter_mut().enumerate() {
+                let w_hh = &net.stack_params()[s.layer_ranges(l).w_hh];
+                let vs = &g.dh[l * lbh..][..lbh];
+                let (_, og) = pascanu_omega(act, w_hh, trace.states(l), vs, (len, b, s.hidden));
+                let n = vs
+                    .chunks_exact(s.hidden)
+                    .filter(|v| v.iter().map(|x| x * x).sum::<f64>() >= OMEGA_BOUND)
+                    .count();
+                *pairs += n;
+                sum.iter_mut().zip(og).for_each(|(a, v)| *a += n as f64 * v);
+            }
+        }
+    }
+    for (l, (pairs, sum)) in omega.iter().enumerate().filter(|(_, o)| o.0 > 0) {
+        let w_hh = &mut grad[s.layer_ranges(l).w_hh];
+        for (a, v) in w_hh.iter_mut().zip(sum) {
+            *a += alpha * v / *pairs as f64;
+        }
     }
     assert_eq!(terms, loss_terms(batch), "every loss term is counted once");
     (loss / terms as f64, grad)
@@ -239,7 +275,7 @@ fn the_f64_reference_gradient_matches_finite_differences_of_the_full_bptt_loss()
             output,
             params,
         };
-        let (_, g) = reference_gradient(net(&p), &batch, (usize::MAX, usize::MAX));
+        let (_, g) = reference_gradient(net(&p), &batch, (usize::MAX, usize::MAX), 0.0);
         let what = format!("{cell} depth {depth} {task}");
         assert_matches_finite_differences(&what, &p, &g, |params| {
             full_loss(
@@ -270,10 +306,10 @@ fn check_against_reference(truncation: &str, k: (usize, usize)) -> Vec<f64> {
                 output,
                 params: &p,
             };
-            let (want_loss, want) = reference_gradient(net, &batch, k);
+            let (want_loss, want) = reference_gradient(net, &batch, k, 0.0);
             let what = format!("{cell} depth {depth} {task} [{truncation}]");
             assert_matches_reference(&what, tr.loss_and_gradient(&batch), (want_loss, &want));
-            let (_, full) = reference_gradient(net, &batch, (usize::MAX, usize::MAX));
+            let (_, full) = reference_gradient(net, &batch, (usize::MAX, usize::MAX), 0.0);
             full.iter()
                 .zip(&want)
                 .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
@@ -309,4 +345,51 @@ fn tbptt_k1_k2_training_gradient_backpropagates_every_k1_steps_k2_steps() {
         bias.iter().all(|&d| d > 1e-3),
         "TBPTT(3, 5) must truncate in every case: {bias:?}"
     );
+}
+
+#[test]
+fn pascanu_omega_adds_its_w_hh_gradient_on_every_backpropagated_chunk() {
+    // Catches Ω taken on the wrong v (the loss's dy alone, or v before the recurrent part is
+    // added), its gradient on a transposed W_hh or on the wrong layer, α applied twice or not at
+    // all, a chunk's backward left out of Ω, and any regulariser gradient outside W_hh.
+    let alpha = 2.5;
+    for (truncation, k) in [
+        ("", (usize::MAX, usize::MAX)),
+        ("truncation = 4", (4, 4)),
+        ("truncation_k1 = 3\ntruncation_k2 = 5", (3, 5)),
+    ] {
+        for (nonlinearity, depth, task) in [
+            ("tanh", 1, "adding"),
+            ("relu", 2, "temporal-order"),
+            ("tanh", 2, "copy"),
+            ("relu", 1, "copy"),
+        ] {
+            let extra = format!(
+                "{truncation}\nnonlinearity = '{nonlinearity}'\nregularizer = 'pascanu:{alpha}'"
+            );
+            let mut tr = trainer("rnn", depth, task, &extra);
+            let batch = tr.task.fresh_batch(&mut SplitMix64(4), 3);
+            let p: Vec<f64> = tr.model.params.iter().map(|&v| f64::from(v)).collect();
+            let net = Net {
+                stack: tr.model.stack,
+                output: tr.model.output,
+                params: &p,
+            };
+            let (want_loss, want) = reference_gradient(net, &batch, k, alpha);
+            let (_, plain) = reference_gradient(net, &batch, k, 0.0);
+            let what = format!("{nonlinearity} depth {depth} {task} [{extra}]");
+            assert_matches_reference(&what, tr.loss_and_gradient(&batch), (want_loss, &want));
+            for l in 0..depth {
+                let r = tr.model.stack.layer_ranges(l).w_hh;
+                let moved = want[r.clone()]
+                    .iter()
+                    .zip(&plain[r])
+                    .any(|(a, b)| (a - b).abs() > 1e-3);
+                assert!(
+                    moved,
+                    "{what}: Ω leaves layer {l}'s W_hh gradient as it was"
+                );
+            }
+        }
+    }
 }

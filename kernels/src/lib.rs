@@ -6,6 +6,8 @@
 //! - [`gemm`]: `matrixmultiply` for large products and a packed microkernel for the recurrent one;
 //! - [`rnn`]: multi-layer vanilla RNN, LSTM and GRU forward and backward (BPTT, truncated or full),
 //!   with gradient-flow capture;
+//! - [`omega`]: Pascanu et al. (2013)'s vanishing-gradient regulariser Ω of a vanilla RNN and its
+//!   gradient, from what backward leaves in the workspace;
 //! - [`bench`]: the benchmark shapes of DESIGN.md and ready-to-time cases;
 //! - [`rng`]: SplitMix64, the seeded generator of benchmark, test and task data;
 //! - [`reference`]: a plain scalar implementation, generic over f32/f64, that the tests check the
@@ -23,6 +25,7 @@ mod cpu;
 pub mod gates;
 pub mod gemm;
 pub mod norm;
+pub mod omega;
 mod par;
 pub mod reference;
 pub mod rng;

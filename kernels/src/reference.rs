@@ -32,6 +32,7 @@ pub trait Real:
     fn tanh(self) -> Self;
     fn sqrt(self) -> Self;
     fn to_f64(self) -> f64;
+    fn from_f64(x: f64) -> Self;
 }
 
 macro_rules! impl_real {
@@ -50,6 +51,9 @@ macro_rules! impl_real {
             }
             fn to_f64(self) -> f64 {
                 f64::from(self)
+            }
+            fn from_f64(x: f64) -> Self {
+                x as $t
             }
         }
     };
@@ -80,6 +84,10 @@ impl<R: Real> Trace<R> {
     /// Output of the top layer, `[T][B][H]`.
     pub fn output(&self) -> &[R] {
         &self.hs.last().expect("at least one layer")[self.b * self.hidden..]
+    }
+    /// Hidden states h_1..h_T of layer `l`, `[T][B][H]`.
+    pub fn states(&self, l: usize) -> &[R] {
+        &self.hs[l][self.b * self.hidden..]
     }
     /// Final hidden state of layer `l`.
     pub fn h_n(&self, l: usize) -> &[R] {
@@ -199,6 +207,9 @@ pub struct RefGrads<R> {
     pub dh0: Vec<R>,
     pub dc0: Vec<R>,
     pub flow: Vec<R>,
+    /// The total gradient ∂L/∂h_t of every layer, step and row, `[L][T][B][H]` (zero before
+    /// the window).
+    pub dh: Vec<R>,
 }
 
 /// Backward through the last `steps` steps (see [`crate::rnn::backward`]).
@@ -222,6 +233,7 @@ pub fn backward<R: Real>(
         dh0: vec![R::ZERO; nl * bh],
         dc0: vec![R::ZERO; if lstm { nl * bh } else { 0 }],
         flow: vec![R::ZERO; nl * t],
+        dh: vec![R::ZERO; nl * t * bh],
     };
     let mut dy_l = dy.to_vec();
     for l in (0..nl).rev() {
@@ -246,6 +258,7 @@ pub fn backward<R: Real>(
                 for j in 0..h {
                     let d = dy_l[at * h + j] + dh[bb * h + j];
                     flow_sq += d * d;
+                    g.dh[(l * t * b + at) * h + j] = d;
                     match shape.cell {
                         Cell::Rnn(act) => {
                             let hv = hs[(at + b) * h + j];
@@ -315,4 +328,62 @@ pub fn backward<R: Real>(
     }
     g.dx = dy_l;
     g
+}
+
+/// Pascanu, Mikolov & Bengio (2013)'s Ω of one vanilla RNN layer and its gradient with respect
+/// to `w_hh` (`(H, H)`, PyTorch's layout), `hs` (h_k) and `vs` (v_k = ∂C/∂h_k) held fixed, for
+/// k = 1..T (`[T][B][H]` each), written as the authors' code defines it (see
+/// [`crate::omega`]): per step the mean over the batch of `(r_kb − 1)²` where it counts, summed
+/// over steps, over the same of the counting mask. `None` (and a zero gradient) where no pair
+/// counts.
+pub fn pascanu_omega<R: Real>(
+    act: Activation,
+    w_hh: &[R],
+    hs: &[R],
+    vs: &[R],
+    (t, b, h): (usize, usize, usize),
+) -> (Option<R>, Vec<R>) {
+    assert!(w_hh.len() == h * h && hs.len() == t * b * h && vs.len() == t * b * h);
+    let batch = R::from_f64(b as f64);
+    let (mut omega, mut counted) = (R::ZERO, R::ZERO);
+    let mut grad = vec![R::ZERO; h * h];
+    let (mut a, mut u) = (vec![R::ZERO; h], vec![R::ZERO; h]);
+    for k in 0..t {
+        let (mut omega_k, mut counted_k) = (R::ZERO, R::ZERO);
+        for bb in 0..b {
+            let (hr, vr) = (&hs[(k * b + bb) * h..][..h], &vs[(k * b + bb) * h..][..h]);
+            for i in 0..h {
+                a[i] = vr[i]
+                    * match act {
+                        Activation::Tanh => R::ONE - hr[i] * hr[i],
+                        Activation::Relu if hr[i] > R::ZERO => R::ONE,
+                        Activation::Relu => R::ZERO,
+                    };
+            }
+            for (j, uj) in u.iter_mut().enumerate() {
+                *uj = (0..h).map(|i| a[i] * w_hh[i * h + j]).sum();
+            }
+            let v2: R = vr.iter().map(|&x| x * x).sum();
+            if v2.to_f64() < crate::omega::OMEGA_BOUND {
+                continue;
+            }
+            let r = u.iter().map(|&x| x * x).sum::<R>() / v2;
+            omega_k += (r - R::ONE) * (r - R::ONE);
+            counted_k += R::ONE;
+            // ∂(r − 1)²/∂W_ij = 2 (r − 1) · 2 u_j a_i / ‖v‖², over the batch's mean.
+            let c = R::from_f64(4.0) * (r - R::ONE) / v2 / batch;
+            for i in 0..h {
+                for j in 0..h {
+                    grad[i * h + j] += c * a[i] * u[j];
+                }
+            }
+        }
+        omega += omega_k / batch;
+        counted += counted_k / batch;
+    }
+    if counted == R::ZERO {
+        return (None, vec![R::ZERO; h * h]);
+    }
+    grad.iter_mut().for_each(|g| *g = *g / counted);
+    (Some(omega / counted), grad)
 }

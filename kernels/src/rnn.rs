@@ -388,6 +388,20 @@ impl Workspace {
         let n = self.t * self.b * self.shape.cell.stored_gates(self.shape.hidden);
         &self.layers[l].gates[..n]
     }
+
+    /// What the last [`backward`] left of layer `l` of a vanilla RNN, per step and batch row:
+    /// the pre-activation gradients `v_t ⊙ f'(h_t)` `[T][B][H]` and the squared norms
+    /// `‖v_t‖²` `[T][B]`, `v_t` being the total gradient ∂L/∂h_t (steps before the backward's
+    /// window hold stale values).
+    pub(crate) fn rnn_backward_rows(&self, l: usize) -> (&[f32], &[f64]) {
+        assert!(
+            matches!(self.shape.cell, Cell::Rnn(_)),
+            "rnn_backward_rows: a {:?} stores other gate gradients",
+            self.shape.cell
+        );
+        let lw = &self.layers[l];
+        (&lw.dgates, &lw.flow_rows)
+    }
 }
 
 /// Gradients written by [`backward`].

@@ -1,5 +1,6 @@
-//! A workspace resized within what it held runs forward and backward without allocating. In its
-//! own test binary because it installs a counting global allocator.
+//! A workspace resized within what it held runs forward and backward, and Pascanu's Ω on what
+//! backward left, without allocating. In its own test binary because it installs a counting
+//! global allocator.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell as Counter;
 
 use common::{narrow, Problem};
+use gradlab_kernels::omega::PascanuOmega;
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
 use gradlab_kernels::{Activation, Cell, Par, StackShape};
 
@@ -143,6 +145,37 @@ fn a_workspace_resized_within_its_capacity_does_not_allocate() {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn pascanu_omega_accumulates_without_allocating() {
+    // Ω's two products go through the packed kernel (H >= 32): after a window as large, a
+    // window of a resized workspace allocates nothing.
+    let s = StackShape {
+        cell: Cell::Rnn(Activation::Tanh),
+        input: 40,
+        hidden: 33,
+        layers: 2,
+    };
+    let (t_max, b_max) = (8, 6);
+    let mut ws = Workspace::new(s, t_max, b_max);
+    let mut omega = PascanuOmega::new(s, t_max, b_max);
+    let mut bufs = Buffers::new(&Problem::new(s, t_max, b_max, true, 1));
+    bufs.pass(&mut ws, usize::MAX);
+    omega.accumulate(&bufs.params, usize::MAX, &ws, Par::Seq);
+    for (t, b) in [(5, 4), (8, 6), (2, 1)] {
+        for steps in [usize::MAX, 1] {
+            let mut bufs = Buffers::new(&Problem::new(s, t, b, true, 2));
+            ws.resize(t, b);
+            bufs.pass(&mut ws, steps);
+            let n = allocations(|| {
+                omega.clear();
+                omega.accumulate(&bufs.params, steps, &ws, Par::Seq);
+                omega.add_gradient(0.5, &mut bufs.grads);
+            });
+            assert_eq!(n, 0, "T={t} B={b} k={steps}: allocations");
         }
     }
 }

@@ -128,6 +128,7 @@ fn steps_frame(id: &str, rows: &[StepRow]) -> DataFrame {
             "norm_ratio_min",
             rows.iter().map(|r| r.norm_ratio_min).collect(),
         ),
+        opt("omega", rows.iter().map(|r| r.omega).collect()),
     ])
 }
 
@@ -176,6 +177,7 @@ fn layers_frame(id: &str, rows: &[StepRow], layers: usize) -> DataFrame {
                 })
                 .collect::<Vec<_>>(),
         ),
+        opt("omega", |r| &r.omega_layers),
     ])
 }
 

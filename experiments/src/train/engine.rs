@@ -11,10 +11,19 @@
 //! the state at its start (bit-identical to the first forward). The loss is the mean over the
 //! window's loss terms.
 //!
+//! With `regularizer = "pascanu:<α>"` every backward of the window also adds its pairs to
+//! Pascanu et al.'s Ω ([`gradlab_kernels::omega`]): on each backpropagated chunk, v_k is the
+//! gradient of that chunk's losses with respect to h_k within the chunk, and Ω of the update is
+//! the mean of (r − 1)² over the pairs of all its chunks. The update's gradient is then the
+//! loss's plus α ∂Ω/∂W_hh; the loss's alone stays apart for the truncation-bias diagnostic.
+//!
 //! Every buffer is sized when the engine is made and reused: nothing is allocated per window.
 
+use gradlab_kernels::omega::PascanuOmega;
 use gradlab_kernels::rnn::{self, Grads, OutputGrads, Workspace};
 use gradlab_kernels::{Par, StackShape};
+
+use crate::config::Regularizer;
 
 use crate::model::head::{head_loss, HeadGrad, HeadScratch, LossWindow};
 use crate::model::Model;
@@ -194,18 +203,48 @@ pub struct Engine {
     scratch: State,
     /// Time steps of the last chunk with a loss, whose flow `bp` still holds (0: none yet).
     flow_len: usize,
+    /// Pascanu's Ω, when the run is regularised with it.
+    omega: Option<Box<OmegaTerm>>,
     /// The window this engine was sized for: T time steps of batch B.
     t: usize,
     b: usize,
 }
 
+/// Pascanu's Ω of a window and the gradient the update uses.
+#[derive(Debug)]
+struct OmegaTerm {
+    /// The weight α.
+    alpha: f64,
+    sums: PascanuOmega,
+    /// The loss's truncated gradient plus α ∂Ω/∂W_hh (stack, then head).
+    update: Vec<f32>,
+}
+
 impl Engine {
     /// An engine for `model` on windows of `t` time steps of batch `b`, truncated as
-    /// `(k1, k2)` (each clamped to `t`).
-    pub fn new(model: &Model, (k1, k2): (usize, usize), t: usize, b: usize) -> Self {
+    /// `(k1, k2)` (each clamped to `t`), with the update's gradient regularised as
+    /// `regularizer` says.
+    ///
+    /// # Panics
+    /// With Pascanu's Ω on a stack of other cells than vanilla RNN ones (validation refuses it).
+    pub fn new(
+        model: &Model,
+        (k1, k2): (usize, usize),
+        t: usize,
+        b: usize,
+        regularizer: Regularizer,
+    ) -> Self {
         let stack = model.stack;
         let (k1, k2) = (k1.min(t), k2.min(t));
         let chunk_len = if k1 == k2 { k1 } else { k2 };
+        let omega = match regularizer {
+            Regularizer::None => None,
+            Regularizer::Pascanu(alpha) => Some(Box::new(OmegaTerm {
+                alpha: f64::from(alpha),
+                sums: PascanuOmega::new(stack, chunk_len, b),
+                update: vec![0.0; model.params.len()],
+            })),
+        };
         Engine {
             k1,
             k2,
@@ -217,6 +256,7 @@ impl Engine {
             start: State::zeros(stack, b),
             scratch: State::zeros(stack, b),
             flow_len: 0,
+            omega,
             t,
             b,
         }
@@ -227,14 +267,32 @@ impl Engine {
         self.k1.min(t) < t || self.k2.min(t) < t
     }
 
-    /// The summed truncated gradient of the last window (before clipping).
+    /// The gradient the last window's update uses (before clipping): the summed truncated
+    /// gradient of its loss, plus α ∂Ω/∂W_hh with Pascanu's regulariser.
     pub fn grads(&self) -> &[f32] {
-        &self.grads
+        match &self.omega {
+            Some(o) => &o.update,
+            None => &self.grads,
+        }
     }
 
-    /// The gradient, to be clipped in place.
+    /// [`Engine::grads`], to be clipped in place.
     pub fn grads_mut(&mut self) -> &mut [f32] {
-        &mut self.grads
+        match &mut self.omega {
+            Some(o) => &mut o.update,
+            None => &mut self.grads,
+        }
+    }
+
+    /// Pascanu's Ω of the last window per layer (`None` where no pair counted), or `None`
+    /// without the regulariser.
+    pub fn omega(&self) -> Option<Vec<Option<f64>>> {
+        let o = self.omega.as_ref()?;
+        Some(
+            (0..self.chunk.shape().layers)
+                .map(|l| o.sums.omega(l))
+                .collect(),
+        )
     }
 
     /// The state carried into the next window, `h` and `c` `[L][B][H]` (`c` empty for an RNN
@@ -282,6 +340,9 @@ impl Engine {
         };
         self.grads.fill(0.0);
         self.flow_len = 0;
+        if let Some(o) = &mut self.omega {
+            o.sums.clear();
+        }
         let mut acc = MetricAcc::default();
         self.start.copy_from(&self.state);
         if k1 == k2 {
@@ -336,6 +397,11 @@ impl Engine {
             self.state.h.fill(0.0);
             self.state.c.fill(0.0);
         }
+        if let Some(o) = &mut self.omega {
+            o.update.copy_from_slice(&self.grads);
+            let stack = &mut o.update[..ctx.model.stack.num_params()];
+            o.sums.add_gradient(o.alpha, stack);
+        }
         acc
     }
 
@@ -361,11 +427,16 @@ impl Engine {
         self.bp
             .loss_grad(ctx, &mut self.chunk, s, scale, &mut self.grads, acc);
         self.flow_len = self.chunk.steps();
+        if let Some(o) = &mut self.omega {
+            let steps = self.chunk.steps();
+            o.sums
+                .accumulate(ctx.model.stack_params(), steps, &self.chunk, ctx.par);
+        }
     }
 
     /// Runs the whole last window again from the state it started from, in the workspace
     /// the diagnostics read (its output, gates and states); returns it with the window's
-    /// truncated gradient.
+    /// truncated gradient of the loss (without the regulariser's).
     pub(crate) fn replay_window(
         &mut self,
         ctx: Ctx<'_>,

@@ -129,6 +129,15 @@ impl Net {
         }
     }
 
+    /// Pascanu's Ω of the last update per layer, or `None` without the regulariser (seq2seq
+    /// has none: validation refuses it).
+    fn omega(&self) -> Option<Vec<Option<f64>>> {
+        match self {
+            Net::Stack { engine, .. } => engine.omega(),
+            Net::Seq2Seq(_) => None,
+        }
+    }
+
     /// The untruncated gradient-flow profile of the last logged update, `[L][len]`, and `len`
     /// (0 before any): the probe of a stack, the encoder's flow of seq2seq.
     fn profile(&self) -> (&[f32], usize) {
@@ -167,7 +176,7 @@ impl Trainer {
         let (t, b) = (task.time_steps(), cfg.batch);
         let net = match cfg.model {
             ModelKind::Stack => Net::Stack {
-                engine: Box::new(Engine::new(&model, cfg.tbptt(), t, b)),
+                engine: Box::new(Engine::new(&model, cfg.tbptt(), t, b, cfg.regularizer)),
                 diag: Box::new(Diagnostics::new(&model, t, b)),
                 eval: Box::new(Evaluator::new(b)),
             },
@@ -242,8 +251,9 @@ impl Trainer {
         (ctx, &mut self.net)
     }
 
-    /// The mean loss of `batch` and its gradient (truncated as configured, before clipping),
-    /// from the current parameters and the carried state, which it then advances.
+    /// The mean loss of `batch` and the gradient its update uses (truncated as configured,
+    /// with the regulariser's, before clipping), from the current parameters and the carried
+    /// state, which it then advances.
     pub fn loss_and_gradient(&mut self, batch: &Batch) -> (f64, &[f32]) {
         let acc = match self.parts() {
             (ctx, Net::Stack { engine, .. }) => engine.window(ctx, batch),
@@ -435,6 +445,10 @@ impl Trainer {
                     .collect(),
                 ..StepRow::default()
             };
+            if let Some(layers) = self.net.omega() {
+                row.omega = Some(layers.iter().map(|o| o.unwrap_or(0.0)).sum());
+                row.omega_layers = layers;
+            }
             updates = step + 1;
             if !row.loss.is_finite() || !grad_norm.is_finite() {
                 diverged_at = Some(step);

@@ -43,6 +43,11 @@ pub struct StepRow {
     /// mean and minimum over the window.
     pub norm_ratio_mean: Option<f64>,
     pub norm_ratio_min: Option<f64>,
+    /// Pascanu et al.'s regulariser Ω of the update, summed over the layers (a layer where no
+    /// pair counted adds 0; the objective's term is α times it); `None` without the regulariser.
+    pub omega: Option<f64>,
+    /// Per layer: its Ω (`None` without the regulariser, or where no pair counted).
+    pub omega_layers: Vec<Option<f64>>,
     /// Per layer; spectral radius is `None` for LSTM and GRU (W_hh is not square).
     pub spectral_radius: Vec<Option<f64>>,
     pub sigma_max: Vec<Option<f64>>,

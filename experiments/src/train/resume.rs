@@ -23,8 +23,9 @@ use super::record::{FlowRow, SpectrumRow, StepRow};
 
 /// The first bytes of a checkpoint file.
 const MAGIC: &[u8; 16] = b"gradlab-resume\n\0";
-/// The payload's layout; a checkpoint of another format is not read.
-const FORMAT: u32 = 1;
+/// The payload's layout; a checkpoint of another format is not read. 2: logged rows carry
+/// Pascanu's Ω.
+const FORMAT: u32 = 2;
 /// Magic, format, payload length, CRC-32.
 const HEADER: usize = 16 + 4 + 8 + 4;
 
