@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod data;
 mod report;
 mod run;
 mod slurm;
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Train one model and write its results (Parquet) and checkpoint (safetensors).
     Run(run::RunArgs),
+    /// Write the batches a run trains on (and its evaluation data) for another framework.
+    Data(data::DataArgs),
     /// Run the built-in demonstration sweep (vanishing and exploding gradients) and report it.
     Demo(report::DemoArgs),
     /// Run a sweep spec: every combination of its grid and seeds, in parallel, resumably.
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<()> = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Data(args) => data::run(args),
         Command::Demo(args) => report::demo(args),
         Command::Sweep(args) => sweep::run(*args),
         Command::Status(args) => sweep::status(args),

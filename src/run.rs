@@ -16,12 +16,19 @@ use gradlab_experiments::train::{Control, RunEnd, Trainer};
 use gradlab_kernels::Par;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Arguments of `gradlab run`: `--config`, one flag per config key, `--set`, output options.
+/// A run configuration from the command line: `--config FILE`, one flag per config key and
+/// `--set KEY=VALUE` (`gradlab run`, `gradlab data`).
 #[derive(Debug, Default)]
-pub struct RunArgs {
+pub struct ConfigArgs {
     config: Option<PathBuf>,
     /// (key, value) overrides in the order they apply: per-key flags, then `--set`.
     overrides: Vec<(String, String)>,
+}
+
+/// Arguments of `gradlab run`: the configuration's, and output options.
+#[derive(Debug, Default)]
+pub struct RunArgs {
+    cfg: ConfigArgs,
     out: Option<PathBuf>,
     threads: Option<usize>,
     /// `--resume DIR`: continue the run whose checkpoint is in DIR.
@@ -33,7 +40,7 @@ fn flag(key: &str) -> &'static str {
     Box::leak(key.replace('_', "-").into_boxed_str())
 }
 
-impl Args for RunArgs {
+impl Args for ConfigArgs {
     fn augment_args(cmd: Command) -> Command {
         let cmd = cmd
             .arg(
@@ -49,7 +56,88 @@ impl Args for RunArgs {
                     .value_name("KEY=VALUE")
                     .action(ArgAction::Append)
                     .help("Override one key (after --config and the per-key flags)"),
+            );
+        let defaults = RunConfig::default().to_table();
+        KEYS.iter().fold(cmd, |cmd, &key| {
+            let help = key_help(key).unwrap_or_default();
+            let help = match defaults.get(key) {
+                Some(v) => format!("{help} [default: {v}]"),
+                None => help.to_string(),
+            };
+            cmd.arg(
+                Arg::new(key)
+                    .long(flag(key))
+                    .alias(key)
+                    .value_name("VALUE")
+                    // `--truncation -3` is a value (and a range error), not an unknown flag.
+                    .allow_negative_numbers(true)
+                    .help(help)
+                    .help_heading("Config keys (as in a TOML file)"),
             )
+        })
+    }
+    fn augment_args_for_update(cmd: Command) -> Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for ConfigArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ConfigArgs {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            overrides: Vec::new(),
+        };
+        for &key in KEYS.iter() {
+            if let Some(v) = m.get_one::<String>(key) {
+                args.overrides.push((key.into(), v.clone()));
+            }
+        }
+        for kv in m.get_many::<String>("set").into_iter().flatten() {
+            let Some((k, v)) = crate::split_key_value(kv) else {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    format!("--set '{kv}': expected KEY=VALUE, e.g. --set hidden=64\n"),
+                ));
+            };
+            args.overrides.push((k.into(), v.into()));
+        }
+        Ok(args)
+    }
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl ConfigArgs {
+    /// The configuration from the file (or the defaults) and the overrides, validated.
+    pub fn load(&self) -> Result<RunConfig> {
+        self.over(None)
+    }
+
+    /// [`ConfigArgs::load`] over `base` instead of the defaults when there is no file.
+    fn over(&self, base: Option<RunConfig>) -> Result<RunConfig> {
+        let mut cfg = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                RunConfig::from_toml(&text)
+                    .with_context(|| format!("in the config file {}", path.display()))?
+            }
+            None => base.unwrap_or_default(),
+        };
+        for (k, v) in &self.overrides {
+            cfg.set(k, v)
+                .with_context(|| format!("in the override {k}={v}"))?;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl Args for RunArgs {
+    fn augment_args(cmd: Command) -> Command {
+        ConfigArgs::augment_args(cmd)
             .arg(
                 Arg::new("out")
                     .long("out")
@@ -79,25 +167,7 @@ impl Args for RunArgs {
                     .value_name("SIZE")
                     .value_parser(crate::parse_max_memory)
                     .help(crate::MAX_MEMORY_HELP),
-            );
-        let defaults = RunConfig::default().to_table();
-        KEYS.iter().fold(cmd, |cmd, &key| {
-            let help = key_help(key).unwrap_or_default();
-            let help = match defaults.get(key) {
-                Some(v) => format!("{help} [default: {v}]"),
-                None => help.to_string(),
-            };
-            cmd.arg(
-                Arg::new(key)
-                    .long(flag(key))
-                    .alias(key)
-                    .value_name("VALUE")
-                    // `--truncation -3` is a value (and a range error), not an unknown flag.
-                    .allow_negative_numbers(true)
-                    .help(help)
-                    .help_heading("Config keys (as in a TOML file)"),
             )
-        })
     }
     fn augment_args_for_update(cmd: Command) -> Command {
         Self::augment_args(cmd)
@@ -106,57 +176,18 @@ impl Args for RunArgs {
 
 impl FromArgMatches for RunArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
-        let mut args = RunArgs {
-            config: m.get_one::<PathBuf>("config").cloned(),
+        Ok(RunArgs {
+            cfg: ConfigArgs::from_arg_matches(m)?,
             out: m.get_one::<PathBuf>("out").cloned(),
             threads: m.get_one::<usize>("threads").copied(),
             max_memory: m.get_one::<u64>("max-memory").copied(),
-            overrides: Vec::new(),
             resume: m.get_one::<PathBuf>("resume").cloned(),
-        };
-        for &key in KEYS.iter() {
-            if let Some(v) = m.get_one::<String>(key) {
-                args.overrides.push((key.into(), v.clone()));
-            }
-        }
-        for kv in m.get_many::<String>("set").into_iter().flatten() {
-            let Some((k, v)) = crate::split_key_value(kv) else {
-                return Err(clap::Error::raw(
-                    clap::error::ErrorKind::InvalidValue,
-                    format!("--set '{kv}': expected KEY=VALUE, e.g. --set hidden=64\n"),
-                ));
-            };
-            args.overrides.push((k.into(), v.into()));
-        }
-        Ok(args)
+        })
     }
     fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(m)?;
         Ok(())
     }
-}
-
-/// The configuration from the file (or `base`, or the defaults) and overrides, validated.
-pub fn load_config(args: &RunArgs) -> Result<RunConfig> {
-    config_over(args, None)
-}
-
-fn config_over(args: &RunArgs, base: Option<RunConfig>) -> Result<RunConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the config file {}", path.display()))?;
-            RunConfig::from_toml(&text)
-                .with_context(|| format!("in the config file {}", path.display()))?
-        }
-        None => base.unwrap_or_default(),
-    };
-    for (k, v) in &args.overrides {
-        cfg.set(k, v)
-            .with_context(|| format!("in the override {k}={v}"))?;
-    }
-    cfg.validate()?;
-    Ok(cfg)
 }
 
 /// The output folder: `--out`, or `results/<name>`.
@@ -203,7 +234,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let (cfg, dir) = match &args.resume {
         Some(dir) => {
             let saved = resumed_config(dir)?;
-            let cfg = config_over(&args, Some(saved.clone()))?;
+            let cfg = args.cfg.over(Some(saved.clone()))?;
             if cfg.identity_toml() != saved.identity_toml() {
                 anyhow::bail!(
                     "--resume {}: the overrides change the run (only checkpoint_every, \
@@ -215,7 +246,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             (cfg, dir.clone())
         }
         None => {
-            let cfg = load_config(&args)?;
+            let cfg = args.cfg.load()?;
             let dir = out_dir(&args.out, &cfg.name);
             (cfg, dir)
         }

@@ -19,8 +19,8 @@ fn help_lists_only_verbs_that_work() {
     assert_eq!(
         verbs,
         [
-            "run", "demo", "sweep", "status", "compact", "report", "sample", "grad", "bench",
-            "help"
+            "run", "data", "demo", "sweep", "status", "compact", "report", "sample", "grad",
+            "bench", "help"
         ],
         "{help}"
     );

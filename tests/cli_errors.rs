@@ -8,21 +8,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{gradlab, s, text, tmpdir, write_spec};
+use common::{fails, gradlab, s, text, tmpdir, write_spec};
 use gradlab_experiments::model::checkpoint::{save_tensors, TensorFile};
 use gradlab_kernels::{Cell, StackShape};
-
-/// Runs gradlab, which must fail, and returns its standard error.
-fn fails(args: &[&str]) -> String {
-    let o = gradlab(args);
-    assert!(
-        !o.status.success(),
-        "gradlab {args:?} succeeded:\n{}",
-        text(&o.stdout)
-    );
-    assert_ne!(o.status.code(), Some(101), "gradlab {args:?} panicked");
-    text(&o.stderr)
-}
 
 /// Runs gradlab, which must succeed, and returns its standard output.
 fn ok(args: &[&str]) -> String {

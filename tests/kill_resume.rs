@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{assert_same_results, gradlab, s, sweep_ok, text, tmpdir, wait_for};
+use common::{assert_same_results, gradlab, s, sweep_ok, text, text_file, tmpdir, wait_for};
 use gradlab_kernels::rng::SplitMix64;
 
 /// Synthetic: RNN and LSTM with every optimiser, TBPTT(10).
@@ -38,21 +38,7 @@ optimizer = ["sgd", "adagrad", "rmsprop", "adam"]
 
 /// Text: RNN and LSTM, truncated and full BPTT, with the state carried between windows.
 fn charlm_spec(dir: &Path) -> String {
-    let mut rng = SplitMix64(3);
-    let words = [
-        "sing",
-        "O goddess",
-        "the anger",
-        "of Achilles",
-        "son of Peleus,",
-    ];
-    let mut corpus = String::new();
-    while corpus.len() < 40_000 {
-        corpus += words[rng.below(words.len())];
-        corpus += if rng.below(7) == 0 { "\n" } else { " " };
-    }
-    let path = dir.join("text.txt");
-    std::fs::write(&path, corpus).unwrap();
+    let path = text_file(dir, 40_000);
     format!(
         r#"name = "text"
 seeds = [0]

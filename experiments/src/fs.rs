@@ -38,7 +38,7 @@ fn tmp_host() -> String {
 /// A fresh temporary name beside `path`, in the form [`clean_temporaries`] recognises.
 fn tmp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     dir.join(format!(
@@ -126,6 +126,14 @@ impl Write for TempFile {
     }
 }
 
+/// The folder `path` is in: its parent, or `.` for a bare file name (whose parent is empty).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// Writes `path` atomically: a temporary file in the same folder, flushed to disk, then renamed,
 /// so a reader sees the old file or the whole new one, never a part. The folder is created if
 /// its own parent exists; a missing parent is an error (`NotFound`), so that a results folder
@@ -135,7 +143,7 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut TempFile) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     match fs::create_dir(dir) {
         Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
         _ => {}

@@ -92,6 +92,7 @@ fn train_in_sessions(cfg: &RunConfig, path: &Path, stops: &[usize]) -> (RunRecor
         let ctl = Control {
             checkpoint: Some(&checkpoint),
             stop: &stop,
+            batches: None,
         };
         match trainer.run_with(&ctl, |_, _| {}).unwrap() {
             RunEnd::Finished(record) => {
@@ -168,6 +169,7 @@ fn stopped_at_35(cfg: &RunConfig, path: &Path) {
     let ctl = Control {
         checkpoint: Some(&checkpoint),
         stop: &stop,
+        batches: None,
     };
     let mut trainer = Trainer::new(cfg.clone(), Par::Seq).unwrap();
     let end = trainer.run_with(&ctl, |_, _| {}).unwrap();

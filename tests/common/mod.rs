@@ -5,6 +5,7 @@ use std::process::{Command, Output};
 
 use gradlab_experiments::store::{self, read_table};
 use gradlab_experiments::sweep::Spec;
+use gradlab_kernels::rng::SplitMix64;
 use polars::prelude::*;
 
 /// Runs `gradlab` with `args` and returns what it printed and its status.
@@ -18,6 +19,41 @@ pub fn gradlab(args: &[&str]) -> Output {
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs gradlab, which must fail (without a panic), and returns its standard error.
+#[allow(dead_code)]
+pub fn fails(args: &[&str]) -> String {
+    let o = gradlab(args);
+    assert!(
+        !o.status.success(),
+        "gradlab {args:?} succeeded:\n{}",
+        text(&o.stdout)
+    );
+    assert_ne!(o.status.code(), Some(101), "gradlab {args:?} panicked");
+    text(&o.stderr)
+}
+
+/// Writes `dir/text.txt`, a text of at least `chars` characters for charlm, and returns its
+/// path.
+#[allow(dead_code)]
+pub fn text_file(dir: &Path, chars: usize) -> PathBuf {
+    let words = [
+        "sing",
+        "O goddess",
+        "the anger",
+        "of Achilles",
+        "son of Peleus,",
+    ];
+    let mut rng = SplitMix64(3);
+    let mut text = String::new();
+    while text.len() < chars {
+        text += words[rng.below(words.len())];
+        text += if rng.below(7) == 0 { "\n" } else { " " };
+    }
+    let path = dir.join("text.txt");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// A fresh empty folder for one test.

@@ -411,6 +411,22 @@ impl Task {
         }
     }
 
+    /// [`Task::evaluation_batches`] of `n` sequences as one tensor: (windows, sequences per
+    /// window). charlm: the consecutive windows of [`VALIDATION_STREAMS`] streams; hello: one
+    /// sequence; the synthetic and seq2seq tasks: all `n` in one window (they carry no state
+    /// from batch to batch, and each sequence is drawn in turn, so how they are batched changes
+    /// none of them).
+    pub fn evaluation_shape(&self, n: usize) -> (usize, usize) {
+        match (self.kind, &self.corpus) {
+            (TaskKind::Charlm, Some(corpus)) => (
+                corpus.validation_shape(VALIDATION_STREAMS, self.seq_len).1,
+                VALIDATION_STREAMS,
+            ),
+            (TaskKind::Hello, _) => (1, 1),
+            _ => (1, n),
+        }
+    }
+
     /// Whether a prediction at time step `step` counts towards the metric (copy: the recall
     /// steps; seq2seq: none, its metric is per sequence, counted by the greedy decoding).
     pub fn scored(&self, step: usize) -> bool {

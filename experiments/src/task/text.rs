@@ -126,6 +126,14 @@ impl Corpus {
         batch
     }
 
+    /// How [`Corpus::validation_windows`] cuts the validation text into `b` streams of windows
+    /// of `t` characters: the characters per stream (stream `i` starts at `i` times it) and the
+    /// windows per stream.
+    pub fn validation_shape(&self, b: usize, t: usize) -> (usize, usize) {
+        let per_stream = self.valid.len().saturating_sub(1) / b;
+        (per_stream, per_stream / t)
+    }
+
     /// The validation text cut into `b` contiguous streams, as consecutive windows of `t`
     /// characters (the state carries from one to the next), generated one at a time.
     pub(super) fn validation_windows(
@@ -133,8 +141,8 @@ impl Corpus {
         b: usize,
         t: usize,
     ) -> impl Iterator<Item = Batch> + '_ {
-        let per_stream = self.valid.len().saturating_sub(1) / b;
-        (0..per_stream / t).map(move |w| {
+        let (per_stream, windows) = self.validation_shape(b, t);
+        (0..windows).map(move |w| {
             let starts: Vec<usize> = (0..b).map(|i| i * per_stream + w * t).collect();
             text_batch(&self.valid, &starts, t, self.vocab.len())
         })

@@ -28,10 +28,10 @@ pub struct Evaluator {
 }
 
 impl Evaluator {
-    /// Evaluates in batches of `train_batch` sequences, or 64 if that is more.
+    /// Evaluates in batches of [`batch_size`]`(train_batch)` sequences.
     pub fn new(train_batch: usize) -> Self {
         Evaluator {
-            batch: train_batch.max(EVAL_BATCH),
+            batch: batch_size(train_batch),
             ws: None,
             head: HeadScratch::default(),
             h: Vec::new(),
@@ -77,6 +77,12 @@ impl Evaluator {
         }
         acc
     }
+}
+
+/// Sequences per evaluation batch of a run that trains on batches of `train_batch`: as many, or
+/// [`EVAL_BATCH`] if that is more.
+pub(crate) fn batch_size(train_batch: usize) -> usize {
+    train_batch.max(EVAL_BATCH)
 }
 
 fn state_len(stack: StackShape, b: usize) -> usize {

@@ -14,6 +14,7 @@
 //! when it is asked to (a signal), and continues from a checkpoint ([`Trainer::restore`]) to
 //! exactly the rows it would have logged had it never stopped.
 
+pub mod data;
 pub mod diagnostics;
 pub mod engine;
 pub mod eval;
@@ -73,13 +74,20 @@ pub struct Control<'a> {
     pub checkpoint: Option<&'a Checkpointing>,
     /// Asked after every update: whether to stop now (a signal came), after a checkpoint.
     pub stop: &'a (dyn Fn() -> bool + Sync),
+    /// Shown every training batch as the loop takes it, with the index of its update (what
+    /// checks that [`data`]'s export is what the run trains on).
+    pub batches: Option<&'a ShowBatch<'a>>,
 }
+
+/// What [`Control::batches`] calls with each training batch and the index of its update.
+pub type ShowBatch<'a> = dyn Fn(usize, &Batch) + Sync + 'a;
 
 impl<'a> Control<'a> {
     /// No checkpoints, never stopped early.
     pub const NONE: Control<'static> = Control {
         checkpoint: None,
         stop: &|| false,
+        batches: None,
     };
 
     /// Checkpoints as `checkpoint` says, and stops when a signal asks
@@ -88,6 +96,7 @@ impl<'a> Control<'a> {
         Control {
             checkpoint: Some(checkpoint),
             stop: &|| crate::interrupt::requested().is_some(),
+            batches: None,
         }
     }
 }
@@ -148,31 +157,39 @@ impl Net {
     }
 }
 
+/// A run as it starts: `cfg` validated, its task, its model initialised from `cfg.seed`, and
+/// the generator of its training batches, from which the initialisation drew first (so the
+/// batches depend on the keys that shape the model, not only on the task's).
+fn start(cfg: &RunConfig) -> Result<(Task, Model, SplitMix64), TrainError> {
+    cfg.validate()?;
+    let mut task = Task::new(cfg.task, cfg.seq_len, cfg.text.as_deref())?;
+    task.reverse_source = cfg.reverse_source;
+    let stack = StackShape {
+        cell: kernel_cell(cfg.cell, cfg.nonlinearity),
+        input: task.input_size(),
+        hidden: cfg.hidden,
+        layers: cfg.depth,
+    };
+    let (_, i_src) = task.source_shape();
+    let mut model = match cfg.model {
+        ModelKind::Stack => Model::new(stack, task.output_size()),
+        ModelKind::Seq2seq => {
+            let encoder = StackShape {
+                input: i_src,
+                ..stack
+            };
+            Model::seq2seq(encoder, stack, task.output_size())
+        }
+    };
+    let mut rng = SplitMix64(cfg.seed);
+    initialize(&mut model, cfg.init, cfg.forget_bias, &mut rng);
+    Ok((task, model, rng))
+}
+
 impl Trainer {
     /// Validates `cfg`, sets up its task, and initialises the model from `cfg.seed`.
     pub fn new(cfg: RunConfig, par: Par) -> Result<Self, TrainError> {
-        cfg.validate()?;
-        let mut task = Task::new(cfg.task, cfg.seq_len, cfg.text.as_deref())?;
-        task.reverse_source = cfg.reverse_source;
-        let stack = StackShape {
-            cell: kernel_cell(cfg.cell, cfg.nonlinearity),
-            input: task.input_size(),
-            hidden: cfg.hidden,
-            layers: cfg.depth,
-        };
-        let (t_src, i_src) = task.source_shape();
-        let mut model = match cfg.model {
-            ModelKind::Stack => Model::new(stack, task.output_size()),
-            ModelKind::Seq2seq => {
-                let encoder = StackShape {
-                    input: i_src,
-                    ..stack
-                };
-                Model::seq2seq(encoder, stack, task.output_size())
-            }
-        };
-        let mut rng = SplitMix64(cfg.seed);
-        initialize(&mut model, cfg.init, cfg.forget_bias, &mut rng);
+        let (task, model, rng) = start(&cfg)?;
         let (t, b) = (task.time_steps(), cfg.batch);
         let net = match cfg.model {
             ModelKind::Stack => Net::Stack {
@@ -183,7 +200,7 @@ impl Trainer {
             // Validation leaves seq2seq the one truncation k = k1 = k2.
             ModelKind::Seq2seq => Net::Seq2Seq(Box::new(Seq2SeqEngine::new(
                 &model,
-                (t_src, t),
+                (task.source_shape().0, t),
                 b,
                 cfg.tbptt().1,
             ))),
@@ -430,6 +447,9 @@ impl Trainer {
         let layers = self.model.layer_ranges();
         for step in p.next_step..self.cfg.steps {
             let batch = self.task.train_batch(&mut self.rng, self.cfg.batch);
+            if let Some(show) = ctl.batches {
+                show(step, &batch);
+            }
             let (loss, _) = self.loss_and_gradient(&batch);
             let grads = self.net.grads();
             let grad_norm = global_norm(&[grads]);

@@ -24,7 +24,7 @@ use gradlab_kernels::{Cell, StackShape};
 
 use super::diagnostics::{layer_stats, truncation_bias};
 use super::engine::{self, Ctx};
-use super::eval::EVAL_BATCH;
+use super::eval;
 use super::record::{push_flow, FlowRow, FlowSource, StepRow};
 use crate::model::head::{head_loss, HeadGrad, HeadScratch, LossWindow};
 use crate::model::sample::Decoding;
@@ -170,7 +170,7 @@ impl Seq2SeqEngine {
             profile: vec![0.0; s.layers * t_src],
             profile_len: 0,
             eval: None,
-            eval_batch: b.max(EVAL_BATCH),
+            eval_batch: eval::batch_size(b),
             decoder: Seq2SeqDecoder::default(),
         }
     }
