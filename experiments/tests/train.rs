@@ -522,7 +522,7 @@ fn adding_1997_follows_the_1997_definition_and_scores_each_sequence() {
         panic!("adding-1997 has one target per sequence")
     };
     let mut first_marked = 0;
-    for row in 0..b {
+    for (row, &target) in y.iter().enumerate() {
         let at = |step: usize| (step * b + row) * 2;
         let marks: Vec<usize> = (0..t).filter(|&s| batch.x[at(s) + 1] == 1.0).collect();
         assert_eq!(marks.len(), 2, "row {row}: two marks");
@@ -551,7 +551,7 @@ fn adding_1997_follows_the_1997_definition_and_scores_each_sequence() {
             assert_eq!(batch.x[at(0)], 0.0, "X1 is 0 when the first pair is marked");
         }
         let want = 0.5 + (batch.x[at(marks[0])] + batch.x[at(marks[1])]) / 4.0;
-        assert_eq!(y[row], want);
+        assert_eq!(target, want);
     }
     assert!(
         first_marked > 0,
