@@ -15,7 +15,7 @@ layer's outputs) and trains it as gradlab does:
   previous batch's final (h, c), detached, the others from zeros;
 - clipping `norm:t` scales the gradient by t/||g|| when its global norm ||g|| (every
   parameter, head included) exceeds t, `value:t` clamps each element to [-t, t];
-- SGD (momentum, Nesterov), Adagrad, RMSprop (alpha 0.95) or Adam (0.9, 0.999), eps 1e-8,
+- SGD (momentum, Nesterov), Adagrad, RMSprop (alpha = the run's rmsprop_decay) or Adam (0.9, 0.999), eps 1e-8,
   with gradlab's `step:<every>:<gamma>` schedule;
 - evaluation after every `eval_every` updates (the first `eval_sequences` sequences of the
   file's evaluation data; all of charlm's validation windows, the state carried from one to
@@ -128,13 +128,15 @@ def initialise(model, data, how, cfg):
 
 
 def optimiser(params, cfg):
+    if cfg.get("regularizer", "none") != "none":
+        fail(f"regularizer = \"{cfg['regularizer']}\" (Pascanu's Ω) is not supported by the twin")
     kind, lr = cfg["optimizer"], cfg["lr"]
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
     if kind == "adagrad":
         return torch.optim.Adagrad(params, lr=lr, eps=1e-8)
     if kind == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.95, eps=1e-8)
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.get("rmsprop_decay", 0.95), eps=1e-8)
     if kind == "adam":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
     fail(f"unknown optimizer {kind}")
@@ -144,7 +146,9 @@ def lr_at(cfg, step):
     schedule = cfg["lr_schedule"]
     if schedule == "constant":
         return cfg["lr"]
-    _, every, gamma = schedule.split(":")
+    kind, every, gamma = schedule.split(":")
+    if kind != "step":
+        fail(f"lr_schedule = \"{schedule}\" is not supported by the twin (constant and step:<every>:<gamma> are)")
     return cfg["lr"] * float(gamma) ** (step // int(every))
 
 
