@@ -18,7 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A run configuration from the command line: `--config FILE`, one flag per config key and
 /// `--set KEY=VALUE` (`gradlab run`, `gradlab data`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConfigArgs {
     config: Option<PathBuf>,
     /// (key, value) overrides in the order they apply: per-key flags, then `--set`.
@@ -26,7 +26,7 @@ pub struct ConfigArgs {
 }
 
 /// Arguments of `gradlab run`: the configuration's, and output options.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RunArgs {
     cfg: ConfigArgs,
     out: Option<PathBuf>,

@@ -16,7 +16,8 @@ use common::{fails, gradlab, s, text, text_file, tmpdir};
 use gradlab_experiments::config::RunConfig;
 use gradlab_experiments::store::read_table;
 use gradlab_experiments::sweep::run_id;
-use gradlab_experiments::task::{Batch, Targets, Task, TaskKind, NO_LABEL};
+use gradlab_experiments::task::{Batch, LossKind, Targets, Task, TaskKind, NO_LABEL};
+use gradlab_experiments::train::eval::FINAL_EVAL_SEQUENCES;
 use gradlab_experiments::train::{Control, RunEnd, Trainer};
 use gradlab_kernels::Par;
 
@@ -251,7 +252,7 @@ fn round_trip(name: &str, flags: &[String], data_only: &[&str]) -> Tensors {
         "{name}: run_id of its config"
     );
     let task = Task::new(cfg.task, cfg.seq_len, cfg.text.as_deref()).unwrap();
-    let regression = cfg.task == TaskKind::Adding;
+    let regression = cfg.task.loss() == LossKind::Mse;
 
     let (batches, record) = train_observed(&cfg);
     let n: usize = f.meta["batches"].parse().unwrap();
@@ -272,7 +273,7 @@ fn round_trip(name: &str, flags: &[String], data_only: &[&str]) -> Tensors {
 
     // The evaluation data: every window of the final evaluation, in order.
     let trainer = Trainer::new(cfg.clone(), Par::Seq).unwrap();
-    let eval_n = cfg.eval_sequences.max(10_000);
+    let eval_n = cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES);
     let eval: Vec<Batch> = trainer
         .task
         .evaluation_batches(eval_n, cfg.batch.max(64), cfg.seed)

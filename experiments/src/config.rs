@@ -365,16 +365,16 @@ impl FromStr for LrSchedule {
         let (n, gamma) = rest.split_once(':').ok_or_else(bad)?;
         let n: usize = n.parse().map_err(|_| bad())?;
         let gamma: f64 = gamma.parse().map_err(|_| bad())?;
-        let (what, min) = match kind {
-            "step" => ("every", 1),
-            "epoch" => ("after", 1),
+        let what = match kind {
+            "step" => "every",
+            "epoch" => "after",
             _ => return Err(bad()),
         };
-        if n < min || !(gamma.is_finite() && gamma > 0.0) {
+        if n == 0 || !(gamma.is_finite() && gamma > 0.0) {
             return Err(ParseError::because(
                 "lr_schedule",
                 s,
-                &format!("{what} must be >= {min} and gamma a finite number > 0"),
+                &format!("{what} must be >= 1 and gamma a finite number > 0"),
             ));
         }
         Ok(if kind == "step" {
@@ -847,7 +847,8 @@ impl RunConfig {
                 "lr_schedule",
                 self.lr_schedule,
                 format!(
-                    "an epoch is one pass over the training text of charlm; the {} task draws                      fresh sequences: use step:<every>:<gamma>",
+                    "an epoch is one pass over the training text of charlm; the {} task draws \
+                     fresh sequences: use step:<every>:<gamma>",
                     self.task
                 ),
             ));

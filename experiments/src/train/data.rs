@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::json;
 
-use super::eval::{self, FINAL_EVAL_SEQUENCES};
+use super::eval::FINAL_EVAL_SEQUENCES;
 use super::TrainError;
 use crate::config::RunConfig;
 use crate::memory::Bytes;
-use crate::task::{Batch, LossKind, Source, Targets, Task, TaskKind, NO_LABEL};
+use crate::task::{Batch, LossKind, Targets, Task, TaskKind, NO_LABEL};
 
 /// The largest data file: it is built in memory before it is written.
 pub const MAX_BYTES: u64 = 2 << 30;
@@ -121,7 +121,7 @@ impl Stacked {
             regression: task.loss() == LossKind::Mse,
             // The adding tasks' inputs are real values; a seq2seq decoder reads zero vectors
             // after the end of its target.
-            ids: !matches!(kind, TaskKind::Adding | TaskKind::Adding1997) && !kind.is_seq2seq(),
+            ids: task.loss() != LossKind::Mse && !kind.is_seq2seq(),
             // The seq2seq tasks' metric is per sequence: the exact match of greedy decoding.
             metric: metric && !kind.is_seq2seq(),
             inputs: Vec::new(),
@@ -179,7 +179,7 @@ impl Stacked {
                     let has = loss(step, row);
                     self.loss_mask.push(u8::from(has));
                     if self.metric {
-                        let scored = has && (self.regression || task.scored(step));
+                        let scored = has && task.scored(step);
                         self.metric_mask.push(u8::from(scored));
                     }
                 }
@@ -246,59 +246,6 @@ impl Stacked {
     }
 }
 
-/// Time step `step` of a time-major buffer of `t` time steps.
-fn step_of<T>(x: &[T], t: usize, step: usize) -> &[T] {
-    let per_step = x.len() / t;
-    &x[step * per_step..(step + 1) * per_step]
-}
-
-/// `batches` of one task as one batch of all their sequences, in order.
-fn concat(batches: &[Batch]) -> Batch {
-    let first = batches.first().expect("an evaluation has a batch");
-    let t = first.time_steps;
-    let steps = |x: &dyn Fn(&Batch) -> &[f32], t: usize| -> Vec<f32> {
-        (0..t)
-            .flat_map(|step| batches.iter().flat_map(move |b| step_of(x(b), t, step)))
-            .copied()
-            .collect()
-    };
-    let targets = match &first.targets {
-        Targets::Last(_) => Targets::Last(
-            batches
-                .iter()
-                .flat_map(|b| match &b.targets {
-                    Targets::Last(v) => v.iter().copied(),
-                    Targets::Classes(_) => unreachable!("one task's batches"),
-                })
-                .collect(),
-        ),
-        Targets::Classes(_) => Targets::Classes(
-            (0..t)
-                .flat_map(|step| {
-                    batches.iter().flat_map(move |b| match &b.targets {
-                        Targets::Classes(l) => step_of(l, t, step).iter().copied(),
-                        Targets::Last(_) => unreachable!("one task's batches"),
-                    })
-                })
-                .collect(),
-        ),
-    };
-    let source = first.source.as_ref().map(|s| Source {
-        time_steps: s.time_steps,
-        x: steps(
-            &|b| &b.source.as_ref().expect("one task's batches").x,
-            s.time_steps,
-        ),
-    });
-    Batch {
-        time_steps: t,
-        batch: batches.iter().map(|b| b.batch).sum(),
-        x: steps(&|b| &b.x, t),
-        targets,
-        source,
-    }
-}
-
 /// Checks that `path` can be a new file before anything is generated.
 fn check_output(path: &Path) -> Result<(), DataError> {
     let fail = |reason: String| DataError::Output {
@@ -344,13 +291,10 @@ pub fn export(cfg: &RunConfig, batches: usize, path: &Path) -> Result<Exported, 
             fit: MAX_BYTES.saturating_sub(fixed) / per_batch,
         });
     }
-    let evaluation = task.evaluation_batches(eval_n, eval::batch_size(cfg.batch), cfg.seed);
-    if task.carries_state() {
-        evaluation.for_each(|b| valid.push(&task, &b));
-    } else {
-        let all: Vec<Batch> = evaluation.collect();
-        valid.push(&task, &concat(&all));
-    }
+    // Each sequence is drawn whole in turn, so one batch of `eval_b` holds the evaluator's
+    // batches side by side (charlm: its validation windows, one per batch).
+    task.evaluation_batches(eval_n, eval_b, cfg.seed)
+        .for_each(|b| valid.push(&task, &b));
     for _ in 0..batches {
         let batch = task.train_batch(&mut rng, cfg.batch);
         train.push(&task, &batch);
@@ -369,7 +313,7 @@ pub fn export(cfg: &RunConfig, batches: usize, path: &Path) -> Result<Exported, 
                 .collect(),
         }
     }));
-    let meta = metadata(cfg, &task, batches, (windows, eval_b));
+    let meta = metadata(cfg, &task, batches, (eval_n, windows, eval_b));
     let views = tensors.iter().map(|t| {
         let view = TensorView::new(t.dtype, t.shape.clone(), &t.data).expect("bytes of its shape");
         (t.name.clone(), view)
@@ -396,7 +340,7 @@ fn metadata(
     cfg: &RunConfig,
     task: &Task,
     batches: usize,
-    (windows, eval_b): (usize, usize),
+    (eval_n, windows, eval_b): (usize, usize, usize),
 ) -> HashMap<String, String> {
     let criterion = task
         .kind
@@ -419,7 +363,6 @@ fn metadata(
         "source_size": i_src,
         "carries_state": task.carries_state(),
     });
-    let eval_n = cfg.eval_sequences.max(FINAL_EVAL_SEQUENCES);
     let mut evaluation = json!({
         "every": cfg.eval_every,
         "sequences": cfg.eval_sequences,
