@@ -2,7 +2,8 @@
 //! forward and forward+backward against the same run's 1024³ sgemm.
 //!
 //! Throughput is declared in FLOPs (`Elements`), so criterion's "elem/s" reads as FLOP/s.
-//! `cargo bench -- activations`, `-- rnn-small`, `-- sgemm` select groups.
+//! `cargo bench -- activations`, `-- rnn-small`, `-- sgemm`, `-- train-step` select
+//! groups.
 
 use std::hint::black_box;
 
@@ -123,5 +124,62 @@ mod sgemm {
     }
 }
 
-criterion_group!(benches, sgemm::bench, activations::bench, cells::bench);
+mod train {
+    use super::*;
+    use gradlab_experiments::train::bench::TRAIN_CASES;
+    use gradlab_experiments::train::Trainer;
+
+    /// The text of the char-LM case: `GRADLAB_BENCH_TEXT`, or the project's shared corpus.
+    fn text() -> Option<std::path::PathBuf> {
+        std::env::var_os("GRADLAB_BENCH_TEXT")
+            .map(Into::into)
+            .or_else(|| Some("../shared/data/tinyshakespeare.txt".into()))
+            .filter(|p: &std::path::PathBuf| p.is_file())
+    }
+
+    /// One update (forward, backward, clipping, optimiser step) of each `gradlab bench
+    /// --train` case on its threads; whole runs with their diagnostics and evaluations are
+    /// `gradlab bench --train`'s.
+    pub fn bench(c: &mut Criterion) {
+        let text = text();
+        for case in &TRAIN_CASES {
+            let cfg = match case.run_config(text.as_deref()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!(
+                        "skipping train-step/{}: {e} (set GRADLAB_BENCH_TEXT)",
+                        case.name
+                    );
+                    continue;
+                }
+            };
+            let par = Par::rayon(case.threads.unwrap_or_else(cores));
+            let mut trainer = Trainer::new(cfg, par).expect("the bench cases are valid");
+            let mut rng = SplitMix64(7);
+            let batches: Vec<_> = (0..8)
+                .map(|_| trainer.task.train_batch(&mut rng, trainer.cfg.batch))
+                .collect();
+            let mut g = c.benchmark_group(format!("train-step/{}", case.name));
+            g.throughput(Throughput::Elements(trainer.flops_per_update() as u64));
+            let mut step = 0;
+            g.bench_function(BenchmarkId::new("update", case.name), |b| {
+                b.iter(|| {
+                    let (_, grads) = trainer.loss_and_gradient(&batches[step % batches.len()]);
+                    let norm = gradlab_kernels::norm::global_norm(&[grads]);
+                    black_box(trainer.clip_and_update(step, norm));
+                    step += 1;
+                })
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(
+    benches,
+    sgemm::bench,
+    activations::bench,
+    cells::bench,
+    train::bench
+);
 criterion_main!(benches);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use gradlab_kernels::bench::{find, BenchCase, BenchShape, SplitMix64, SHAPES};
+use gradlab_experiments::train::bench::{find_train_case, TrainCase, TRAIN_CASES};
+use gradlab_kernels::bench::{find, fma_peak_gflops, BenchCase, BenchShape, SplitMix64, SHAPES};
 use gradlab_kernels::gemm::{sgemm, GemmShape, Mat, MatMut};
 use gradlab_kernels::Par;
 
@@ -22,12 +23,22 @@ pub struct BenchArgs {
     /// Threads (default: every core of this machine).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
-    /// Timed runs per shape; the median is reported.
-    #[arg(long, default_value_t = 11, value_name = "R")]
-    repeats: usize,
+    /// Timed runs per shape (default 11) or training case (default 3); the median is reported.
+    #[arg(long, value_name = "R")]
+    repeats: Option<usize>,
     /// Print one JSON object per shape instead of a table.
     #[arg(long)]
     json: bool,
+    /// Time whole training runs (forward, backward, clipping, optimiser, diagnostics,
+    /// evaluation) instead of the kernel shapes, phase by phase.
+    #[arg(long)]
+    train: bool,
+    /// With --train: the case to run (repeatable; default all).
+    #[arg(long = "case", value_name = "NAME", requires = "train")]
+    cases: Vec<String>,
+    /// With --train: the text file the char-LM case trains on (it is skipped without one).
+    #[arg(long, value_name = "FILE", requires = "train")]
+    text: Option<std::path::PathBuf>,
 }
 
 /// Median wall times of `repeats` alternating runs of `a` and `b`, after `warmup` of each.
@@ -111,27 +122,41 @@ fn selected(names: &[String]) -> Result<Vec<&'static BenchShape>> {
         .collect()
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
-    if args.repeats == 0 {
-        bail!("--repeats must be at least 1");
-    }
-    let shapes = selected(&args.shapes)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = args.threads.unwrap_or(cores);
-    if threads == 0 {
-        bail!("--threads must be at least 1");
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
+/// A rayon pool of `threads` threads.
+fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .context("could not start the thread pool")?;
+        .context("could not start the thread pool")
+}
+
+/// Repeats of a built-in FMA loop behind each peak figure.
+const PEAK_REPEATS: usize = 11;
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let repeats = args.repeats.unwrap_or(if args.train { 3 } else { 11 });
+    if repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    if args.train {
+        return train(&args, repeats, cores);
+    }
+    let shapes = selected(&args.shapes)?;
+    let threads = args.threads.unwrap_or(cores);
+    let pool = pool(threads)?;
     let par = Par::rayon(threads);
     let isa = gradlab_kernels::isa();
+    let peak = pool.install(|| fma_peak_gflops(PEAK_REPEATS));
     if !args.json {
-        println!("gradlab bench: forward+backward, f32, {threads} thread(s), isa {isa}, median of {} runs", args.repeats);
-        println!("reference: 1024^3 sgemm (matrixmultiply) on the same threads, timed alternately with each shape\n");
-        println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("gradlab bench: forward+backward, f32, {threads} thread(s), isa {isa}, median of {repeats} runs");
+        println!("reference: 1024^3 sgemm (matrixmultiply) on the same threads, timed alternately with each shape;");
+        println!("peak: this build's FMA loop on the same threads, {peak:.1} GFLOP/s\n");
+        println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | % peak |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let mut reference = Sgemm::new();
     for shape in shapes {
@@ -139,7 +164,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (ts, t) = pool.install(|| {
             paired_medians(
                 2,
-                args.repeats,
+                repeats,
                 || reference.run(par),
                 || {
                     std::hint::black_box(case.forward_backward(par));
@@ -152,7 +177,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         if args.json {
             let row = serde_json::json!({
                 "shape": shape.name, "ms": ms, "gflops": gflops, "sgemm_gflops": sgemm,
-                "threads": threads, "isa": isa, "t": shape.t, "b": shape.b,
+                "peak_gflops": peak, "threads": threads, "isa": isa, "t": shape.t, "b": shape.b,
                 "input": shape.input, "hidden": shape.hidden, "layers": shape.layers,
             });
             println!("{row}");
@@ -166,8 +191,95 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 layers,
                 ..
             } = *shape;
-            let pct = 100.0 * gflops / sgemm;
-            println!("| {name} | {t} | {b} | {input} | {hidden} | {layers} | {ms:.2} | {gflops:.1} | {sgemm:.1} | {pct:.0}% |");
+            let (pct, pct_peak) = (100.0 * gflops / sgemm, 100.0 * gflops / peak);
+            println!("| {name} | {t} | {b} | {input} | {hidden} | {layers} | {ms:.2} | {gflops:.1} | {sgemm:.1} | {pct:.0}% | {pct_peak:.0}% |");
+        }
+    }
+    Ok(())
+}
+
+/// The training cases `--case` names (all by default).
+fn selected_cases(names: &[String]) -> Result<Vec<&'static TrainCase>> {
+    if names.is_empty() {
+        return Ok(TRAIN_CASES.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            find_train_case(n).with_context(|| {
+                let known: Vec<_> = TRAIN_CASES.iter().map(|c| c.name).collect();
+                format!("unknown case '{n}'; expected one of: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// `--train`: each case `repeats` times; the run of median wall time is reported.
+fn train(args: &BenchArgs, repeats: usize, cores: usize) -> Result<()> {
+    let cases = selected_cases(&args.cases)?;
+    if let Some(text) = &args.text {
+        if !text.is_file() {
+            bail!("--text {}: no such file", text.display());
+        }
+    }
+    let isa = gradlab_kernels::isa();
+    if !args.json {
+        println!("gradlab bench --train: whole runs (default diagnostics and evaluations), isa {isa}, median of {repeats} runs");
+        println!("peak: this build's FMA loop on the case's threads; phases in % of the run's wall time\n");
+        println!("| case | threads | updates | s | updates/s | fwd+bwd GFLOP/s | % peak | fwd+bwd | norms | diagnostics | spectrum | clip+optimizer | evaluation | batches+other | final loss |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    for case in cases {
+        let cfg = match case.run_config(args.text.as_deref()) {
+            Ok(cfg) => cfg,
+            Err(e) if case.needs_text() && args.text.is_none() => {
+                eprintln!("skipping {}: {e}", case.name);
+                continue;
+            }
+            Err(e) => bail!("case {}: {e}", case.name),
+        };
+        let threads = args.threads.or(case.threads).unwrap_or(cores);
+        let pool = pool(threads)?;
+        let peak = pool.install(|| fma_peak_gflops(PEAK_REPEATS));
+        let mut runs = (0..repeats)
+            .map(|_| pool.install(|| case.time(cfg.clone())))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        let r = runs[repeats / 2];
+        let gflops = r.gradient_gflops();
+        let pct = |d: std::time::Duration| 100.0 * d.as_secs_f64() / r.seconds;
+        let p = r.phases;
+        if args.json {
+            let phases: serde_json::Map<_, _> = p
+                .named()
+                .iter()
+                .map(|(name, d)| (name.to_string(), d.as_secs_f64().into()))
+                .collect();
+            let row = serde_json::json!({
+                "case": case.name, "threads": threads, "isa": isa, "updates": r.steps,
+                "seconds": r.seconds, "updates_per_sec": r.steps_per_sec(),
+                "gradient_gflops": gflops, "peak_gflops": peak, "phases_seconds": phases,
+                "final_loss": r.final_loss,
+            });
+            println!("{row}");
+        } else {
+            println!(
+                "| {} | {threads} | {} | {:.2} | {:.1} | {gflops:.1} | {:.0}% | {:.0}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.1}% | {:.4} |",
+                case.name,
+                r.steps,
+                r.seconds,
+                r.steps_per_sec(),
+                100.0 * gflops / peak,
+                pct(p.gradient),
+                pct(p.norms),
+                pct(p.diagnostics),
+                pct(p.spectrum),
+                pct(p.update),
+                pct(p.evaluation),
+                pct(p.batches + p.checkpoints + p.other),
+                r.final_loss,
+            );
         }
     }
     Ok(())

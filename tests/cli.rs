@@ -57,7 +57,7 @@ fn bench_json_prints_one_object_per_shape_with_the_documented_keys() {
     assert_eq!(rows.len(), 3);
     for (row, name) in rows.iter().zip(["rnn-small", "lstm-small", "gru-small"]) {
         assert_eq!(row["shape"], name);
-        for key in ["ms", "gflops", "sgemm_gflops"] {
+        for key in ["ms", "gflops", "sgemm_gflops", "peak_gflops"] {
             let v = row[key]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{key} missing in {row}"));
@@ -81,7 +81,9 @@ fn bench_table_has_a_row_per_shape() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(
-        table.contains("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm |"),
+        table.contains(
+            "| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | % peak |"
+        ),
         "{table}"
     );
     assert_eq!(
@@ -91,6 +93,75 @@ fn bench_table_has_a_row_per_shape() {
             .count(),
         1,
         "{table}"
+    );
+}
+
+#[test]
+fn bench_train_times_a_whole_run_phase_by_phase() {
+    let out = gradlab(&[
+        "bench",
+        "--train",
+        "--case",
+        "rnn-temporal-order",
+        "--case",
+        "lstm-charlm",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Without --text the char-LM case is skipped, with the reason.
+    assert!(
+        text(&out.stderr)
+            .contains("skipping lstm-charlm: lstm-charlm needs a text file (--text FILE)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["case"], "rnn-temporal-order");
+    assert_eq!(row["threads"], 1);
+    assert_eq!(row["updates"], 2000);
+    let seconds = row["seconds"].as_f64().unwrap();
+    let phases = row["phases_seconds"].as_object().unwrap();
+    let total: f64 = phases.values().map(|v| v.as_f64().unwrap()).sum();
+    // The phases partition the run's loop: together no more than the run, most of it.
+    assert!(
+        total <= seconds && total > 0.5 * seconds,
+        "{total} of {seconds}"
+    );
+    for phase in [
+        "forward+backward",
+        "norms",
+        "diagnostics",
+        "spectrum",
+        "clip+optimizer",
+        "evaluation",
+    ] {
+        let v = phases[phase]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{phase} missing in {row}"));
+        assert!(v > 0.0, "{phase} = {v}");
+    }
+    for key in [
+        "updates_per_sec",
+        "gradient_gflops",
+        "peak_gflops",
+        "final_loss",
+    ] {
+        let v = row[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing in {row}"));
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
+    // The forward and backward passes cannot beat the machine's measured FMA peak.
+    assert!(
+        row["gradient_gflops"].as_f64() < row["peak_gflops"].as_f64(),
+        "{row}"
     );
 }
 
@@ -110,6 +181,18 @@ fn bad_bench_arguments_fail_with_a_message_that_says_what_to_fix() {
             "--repeats must be at least 1",
         ),
         (&["bench", "--threads", "two"][..], "invalid value 'two'"),
+        (
+            &["bench", "--train", "--case", "nope"][..],
+            "unknown case 'nope'; expected one of: rnn-temporal-order, lstm-adding, lstm-charlm",
+        ),
+        (
+            &["bench", "--case", "lstm-adding"][..],
+            "the following required arguments were not provided",
+        ),
+        (
+            &["bench", "--train", "--text", "/nonexistent/corpus.txt"][..],
+            "--text /nonexistent/corpus.txt: no such file",
+        ),
         (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
     ] {
         let out = gradlab(args);

@@ -7,7 +7,8 @@
 use gradlab_experiments::config::RunConfig;
 use gradlab_experiments::model::jacobian::{state_dim, step_jacobian};
 use gradlab_experiments::model::spectra::{
-    kaplan_yorke_dimension, orthogonality_distance, orthonormalize_rows, singular_values, Lyapunov,
+    kaplan_yorke_dimension, orthogonality_distance, orthonormalize_rows,
+    orthonormalize_rows_blocked, singular_values, Lyapunov,
 };
 use gradlab_experiments::model::Model;
 use gradlab_experiments::task::{Task, TaskKind};
@@ -281,6 +282,96 @@ fn the_lyapunov_spectrum_of_a_linear_map_is_the_log_moduli_of_its_eigenvalues() 
 }
 
 #[test]
+fn blocked_gram_schmidt_agrees_with_the_unblocked_one_across_block_boundaries() {
+    let (rows, cols) = (90, 110);
+    let mut rng = SplitMix64(17);
+    let mut a: Vec<f64> = (0..rows * cols).map(|_| rng.normal()).collect();
+    // A zero row is replaced by a unit vector orthogonal to the rows before it; a row in the
+    // span of earlier ones (last, as the direction its rounding noise leaves is arbitrary)
+    // keeps a norm at rounding level.
+    a[40 * cols..41 * cols].fill(0.0);
+    for j in 0..cols {
+        a[89 * cols + j] = 2.0 * a[3 * cols + j] - a[65 * cols + j];
+    }
+    let (mut unblocked, mut unblocked_norms) = (a.clone(), vec![0.0; rows]);
+    orthonormalize_rows(&mut unblocked, cols, &mut unblocked_norms);
+    for block in [1, 7, 32, 90, 1000] {
+        let (mut q, mut norms) = (a.clone(), vec![0.0; rows]);
+        orthonormalize_rows_blocked(&mut q, cols, &mut norms, block);
+        if block >= rows {
+            assert_eq!(
+                q, unblocked,
+                "block {block} >= rows is the unblocked algorithm"
+            );
+        }
+        let gram = matmul(&q, &transpose(&q, rows, cols), rows, cols, rows);
+        for i in 0..rows {
+            for j in 0..rows {
+                let want = f64::from(u8::from(i == j));
+                assert!(
+                    (gram[i * rows + j] - want).abs() < 1e-13,
+                    "block {block}: QQᵀ[{i}][{j}] = {}",
+                    gram[i * rows + j]
+                );
+            }
+        }
+        assert_eq!(norms[40], 0.0, "block {block}: the zero row");
+        assert!(
+            norms[89] < 1e-12,
+            "block {block}: the dependent row's norm {}",
+            norms[89]
+        );
+        for (i, (n, u)) in norms.iter().zip(&unblocked_norms).enumerate().take(89) {
+            assert!(
+                (n - u).abs() <= 1e-12 * u.max(1.0),
+                "block {block}, row {i}: norm {n} against {u}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_lyapunov_spectrum_of_a_wide_linear_map_spans_several_blocks() {
+    // 70 exponents: more than two of the blocks the frame is orthonormalised in. Three
+    // eigenvalues are 0: the map's image of the frame is rank-deficient (to rounding, not
+    // exactly), which is where a blocked Gram-Schmidt without its second pass loses the
+    // frame's orthogonality and with it every exponent after.
+    let mut rng = SplitMix64(23);
+    let pairs: Vec<(f64, f64)> = (0..25)
+        .map(|k| (0.3 + 0.03 * k as f64, 0.1 + 0.11 * k as f64))
+        .collect();
+    let reals: Vec<f64> = (0..20)
+        .map(|k| match k {
+            3 | 9 | 16 => 0.0,
+            _ if k % 2 == 0 => 0.2 + 0.04 * k as f64,
+            _ => -0.25 - 0.04 * k as f64,
+        })
+        .collect();
+    let (w, n) = normal_matrix(&pairs, &reals, &mut rng);
+    let mut want: Vec<f64> = pairs
+        .iter()
+        .flat_map(|&(r, _)| [r, r])
+        .chain(reals.iter().map(|r: &f64| r.abs()))
+        .map(f64::ln)
+        .collect();
+    want.sort_by(|a, b| b.total_cmp(a));
+    let mut lyapunov = Lyapunov::new(n, 10);
+    for _ in 0..1500 {
+        lyapunov.push(&w);
+    }
+    let got = lyapunov.exponents();
+    assert_eq!(got.len(), n);
+    for (g, w) in got.iter().zip(&want) {
+        if w.is_finite() {
+            assert!((g - w).abs() < 5e-3, "exponents {got:?}, want {want:?}");
+        } else {
+            // ln of the rounding level a zero eigenvalue leaves each step.
+            assert!(*g < -25.0, "exponents {got:?}, want {want:?}");
+        }
+    }
+}
+
+#[test]
 fn a_relu_rnn_whose_state_stays_positive_has_the_spectrum_of_its_linear_recurrence() {
     // W_hh upper triangular with non-negative entries and a positive bias: every state is
     // positive, ReLU is the identity, and the recurrence is the linear map W_hh, whose
@@ -306,7 +397,7 @@ fn a_relu_rnn_whose_state_stays_positive_has_the_spectrum_of_its_linear_recurren
     let mut spectrum = SpectrumDiag::new(&model, &task, 0, 500).expect("a stream");
     let mut row = Default::default();
     let mut rows = Vec::new();
-    spectrum.measure(&model, &mut row, &mut rows);
+    spectrum.measure(&model, &mut row, &mut rows, Par::Seq);
     let exponents: Vec<f64> = rows
         .iter()
         .filter(|r| r.kind == SpectrumKind::Lyapunov)

@@ -181,3 +181,50 @@ impl BenchCase {
         reference::backward(s, &self.params, x, &tr, loss, usize::MAX).params[0]
     }
 }
+
+/// Independent multiply-add chains of [`fma_peak_gflops`]: enough to cover the FMA latency
+/// (4 cycles) times the FMA pipes (up to 2) in flight, and still fit the vector registers (32
+/// zmm with AVX-512; without it a [`V`](crate::simd::V) takes two ymm of 16).
+const FMA_CHAINS: usize = if cfg!(target_feature = "avx512f") {
+    12
+} else {
+    6
+};
+
+/// One thread's FMA loop: `rounds` × [`FMA_CHAINS`] vector multiply-adds on registers only.
+#[inline(never)]
+fn fma_loop(rounds: usize) -> f32 {
+    use crate::simd::V;
+    let (a, b) = (
+        V::splat(std::hint::black_box(0.999_99)),
+        V::splat(std::hint::black_box(1e-7)),
+    );
+    let mut acc = [V::splat(1.0); FMA_CHAINS];
+    for _ in 0..rounds {
+        for x in acc.iter_mut() {
+            *x = x.mul_add(a, b);
+        }
+    }
+    acc.iter().map(|v| v.reduce_add()).sum()
+}
+
+/// The multiply-add peak this build reaches on every thread of the current rayon pool at once,
+/// in GFLOP/s: a register-only loop of the kernels' vector multiply-add (one `vfmadd` per zmm,
+/// or two per ymm pair), the median of `repeats` timed runs of about 20 ms. It is the ceiling of
+/// every kernel (2 FLOPs per lane per multiply-add), measured rather than assumed: it counts
+/// how many FMA pipes the core has and the clock it holds under vector load.
+pub fn fma_peak_gflops(repeats: usize) -> f64 {
+    let threads = rayon::current_num_threads();
+    let flops_per_round = (FMA_CHAINS * crate::simd::LANES * 2) as f64;
+    let rounds = 1 << 22;
+    let mut seconds: Vec<f64> = (0..repeats.max(1) + 1)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(rayon::broadcast(|_| fma_loop(rounds)));
+            start.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    seconds.sort_by(f64::total_cmp);
+    flops_per_round * rounds as f64 * threads as f64 / seconds[seconds.len() / 2] / 1e9
+}

@@ -284,7 +284,8 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
 /// C[rows] (+)= A[rows × K] · B over every panel of `b`, on the calling thread, K in blocks of
 /// [`k_block`].
 ///
-/// The loop order is K block, panel, row tile; after the last K block of a tile,
+/// The loop order is K block, panel, row tile (the rows split into `⌈rows / MR⌉` tiles of
+/// nearly equal height); after the last K block of a tile,
 /// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot. By
 /// then every earlier panel of those rows is complete too, which is what lets a gate whose
 /// chunks straddle two panels (GRU, [`gate_panel_units`]) be finished after the second.
@@ -310,13 +311,16 @@ pub fn packed_product(
     );
     let kc = k_block(k, &a);
     let k_blocks = k.div_ceil(kc).max(1);
+    // Balanced tiles (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2): a short tile does as many
+    // loads of B per FMA as a full one does for fewer FMAs.
+    let tiles = rows.div_ceil(MR);
     for kb in 0..k_blocks {
         let (k0, k1) = (kb * kc, ((kb + 1) * kc).min(k));
         let acc = accumulate || kb > 0;
         for p in 0..b.panels() {
             let pp = b.data[(p * k + k0) * NR..].as_ptr();
-            for r0 in (0..rows).step_by(MR) {
-                let mr = MR.min(rows - r0);
+            for tile_rows in (0..tiles).map(|i| split_range(rows, tiles, i)) {
+                let (r0, mr) = (tile_rows.start, tile_rows.len());
                 // `wrapping_add`: with k = 0, A may be empty and is never read.
                 let t = Tile {
                     k: k1 - k0,
@@ -484,6 +488,23 @@ pub fn sgemm(shape: GemmShape, a: Mat<'_>, b: Mat<'_>, beta: f32, c: MatMut<'_>,
 /// # Panics
 /// If a slice's length is not its shape's.
 pub fn dgemm(shape: GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
+    dgemm_ext(shape, 1.0, (a, false), (b, false), 0.0, c);
+}
+
+/// C[m × n] = alpha · op(A) · op(B) + beta · C in f64, where op(X) is X (`false`) or Xᵀ (`true`)
+/// of a dense row-major X (A is stored `m × k`, or `k × m` when transposed; B `k × n` or
+/// `n × k`), through `matrixmultiply` (one thread). `beta = 0` ignores what C held.
+///
+/// # Panics
+/// If a slice's length is not its shape's.
+pub fn dgemm_ext(
+    shape: GemmShape,
+    alpha: f64,
+    (a, a_t): (&[f64], bool),
+    (b, b_t): (&[f64], bool),
+    beta: f64,
+    c: &mut [f64],
+) {
     let GemmShape { m, k, n } = shape;
     assert!(
         a.len() == m * k && b.len() == k * n && c.len() == m * n,
@@ -495,22 +516,33 @@ pub fn dgemm(shape: GemmShape, a: &[f64], b: &[f64], c: &mut [f64]) {
     if m == 0 || n == 0 {
         return;
     }
-    // SAFETY: every operand is dense row-major with the length of its shape (checked above), so
-    // each index matrixmultiply forms from these strides lies inside its slice; C is borrowed
-    // mutably and does not alias A or B.
+    // (row stride, column stride) of op(X) for X stored dense row-major.
+    let strides = |t: bool, rows: usize, cols: usize| {
+        if t {
+            (1, rows as isize)
+        } else {
+            (cols as isize, 1)
+        }
+    };
+    let (ars, acs) = strides(a_t, m, k);
+    let (brs, bcs) = strides(b_t, k, n);
+    // SAFETY: every operand is dense with the length of its shape (checked above) and the
+    // strides above address exactly its m·k, k·n and m·n elements, so each index
+    // matrixmultiply forms lies inside its slice; C is borrowed mutably and does not alias A
+    // or B.
     unsafe {
         matrixmultiply::dgemm(
             m,
             k,
             n,
-            1.0,
+            alpha,
             a.as_ptr(),
-            k as isize,
-            1,
+            ars,
+            acs,
             b.as_ptr(),
-            n as isize,
-            1,
-            0.0,
+            brs,
+            bcs,
+            beta,
             c.as_mut_ptr(),
             n as isize,
             1,

@@ -14,11 +14,13 @@
 //! when it is asked to (a signal), and continues from a checkpoint ([`Trainer::restore`]) to
 //! exactly the rows it would have logged had it never stopped.
 
+pub mod bench;
 pub mod data;
 pub mod diagnostics;
 pub mod engine;
 pub mod eval;
 pub mod optim;
+pub mod phases;
 pub mod record;
 pub mod resume;
 pub mod seq2seq;
@@ -38,6 +40,7 @@ use diagnostics::{decay_rate, Diagnostics};
 use engine::{Ctx, Engine};
 use eval::{Evaluator, FINAL_EVAL_SEQUENCES};
 use optim::Optimizer;
+use phases::{Laps, Phases};
 use record::{push_flow, FlowRow, FlowSource, Outcome, RunRecord, Status, StepRow};
 use resume::{Checkpointing, Progress, ResumeError, Snapshot};
 use seq2seq::Seq2SeqEngine;
@@ -66,6 +69,8 @@ pub struct Trainer {
     spectrum: Option<SpectrumDiag>,
     /// Where the run stands (the start, or a restored checkpoint's update).
     progress: Progress,
+    /// Where [`Trainer::run_with`]'s time went.
+    phases: Phases,
 }
 
 /// How a run is checkpointed and stopped.
@@ -218,6 +223,7 @@ impl Trainer {
             task,
             model,
             progress: Progress::default(),
+            phases: Phases::default(),
         })
     }
 
@@ -244,6 +250,11 @@ impl Trainer {
                 Ok((Trainer::new(cfg, par)?, None, loaded.skipped))
             }
         }
+    }
+
+    /// Where the last [`Trainer::run_with`] spent its time, phase by phase.
+    pub fn phases(&self) -> Phases {
+        self.phases
     }
 
     /// Floating-point work of one update (forward and backward of the stack, or of the
@@ -445,12 +456,16 @@ impl Trainer {
         let mut solved: Option<crate::task::MetricAcc> = None;
         let mut updates = p.next_step;
         let layers = self.model.layer_ranges();
+        let mut ph = Phases::default();
+        let mut laps = Laps::start();
         for step in p.next_step..self.cfg.steps {
             let batch = self.task.train_batch(&mut self.rng, self.cfg.batch);
             if let Some(show) = ctl.batches {
                 show(step, &batch);
             }
+            laps.lap(&mut ph.batches);
             let (loss, _) = self.loss_and_gradient(&batch);
+            laps.lap(&mut ph.gradient);
             let grads = self.net.grads();
             let grad_norm = global_norm(&[grads]);
             let mut row = StepRow {
@@ -470,6 +485,7 @@ impl Trainer {
                 row.omega_layers = layers;
             }
             updates = step + 1;
+            laps.lap(&mut ph.norms);
             if !row.loss.is_finite() || !grad_norm.is_finite() {
                 diverged_at = Some(step);
                 p.logged.push(row);
@@ -481,11 +497,14 @@ impl Trainer {
             if log {
                 self.diagnose(&batch, &mut row, &mut p.flow);
             }
+            laps.lap(&mut ph.diagnostics);
             if let Some(spectrum) = self.spectrum.as_mut().filter(|_| measure) {
-                spectrum.measure(&self.model, &mut row, &mut p.spectrum);
+                spectrum.measure(&self.model, &mut row, &mut p.spectrum, self.par);
             }
+            laps.lap(&mut ph.spectrum);
             (row.grad_norm_clipped, row.clipped) = self.clip_and_update(step, grad_norm);
             p.clipped_updates += usize::from(row.clipped);
+            laps.lap(&mut ph.update);
             if (step + 1).is_multiple_of(self.cfg.eval_every) && !last {
                 let acc = self.evaluate(self.cfg.eval_sequences);
                 (row.eval_loss, row.eval_metric) = (Some(acc.loss()), Some(self.task.metric(&acc)));
@@ -496,6 +515,7 @@ impl Trainer {
                 {
                     solved = self.confirm_success(acc);
                 }
+                laps.lap(&mut ph.evaluation);
             }
             on_update(step, row.loss);
             if log {
@@ -509,6 +529,7 @@ impl Trainer {
                 stop || (c.every > 0 && (step + 1).is_multiple_of(c.every))
                     || (c.seconds > 0.0 && last_checkpoint.elapsed().as_secs_f64() >= c.seconds)
             });
+            laps.lap(&mut ph.other);
             if let Some(c) = due {
                 p.next_step = step + 1;
                 let wall_before = p.wall_seconds;
@@ -516,16 +537,19 @@ impl Trainer {
                 resume::save(&c.path, &self.snapshot(&p))?;
                 p.wall_seconds = wall_before;
                 last_checkpoint = Instant::now();
+                laps.lap(&mut ph.checkpoints);
             }
             if stop {
                 p.next_step = step + 1;
                 p.wall_seconds += start.elapsed().as_secs_f64();
                 self.progress = p;
+                self.phases = ph;
                 return Ok(RunEnd::Interrupted {
                     next_step: step + 1,
                 });
             }
         }
+        laps.lap(&mut ph.other);
         let mut best_loss = p.best_loss;
         let (final_loss, metric, success) = match diverged_at {
             Some(_) => (
@@ -545,6 +569,8 @@ impl Trainer {
                 (acc.loss(), metric, self.task.success(metric))
             }
         };
+        laps.lap(&mut ph.evaluation);
+        self.phases = ph;
         let wall = p.wall_seconds + start.elapsed().as_secs_f64();
         let (probe, probe_len) = self.net.profile();
         let outcome = Outcome {

@@ -23,6 +23,7 @@ use gradlab_kernels::gemm::{dgemm, GemmShape};
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::rnn::{self, Workspace};
 use gradlab_kernels::Par;
+use rayon::prelude::*;
 
 use super::record::{SpectrumKind, SpectrumRow, StepRow};
 use crate::model::jacobian::{state_dim, step_jacobian};
@@ -69,8 +70,15 @@ impl SpectrumDiag {
     }
 
     /// Measures the spectra of `model` at update `row.step`: rows into `out`, the per-layer
-    /// summaries into `row`.
-    pub fn measure(&mut self, model: &Model, row: &mut StepRow, out: &mut Vec<SpectrumRow>) {
+    /// summaries into `row`. The layers are measured in parallel where `par` allows (each on
+    /// one thread, so the figures do not depend on it).
+    pub fn measure(
+        &mut self,
+        model: &Model,
+        row: &mut StepRow,
+        out: &mut Vec<SpectrumRow>,
+        par: Par,
+    ) {
         let s = model.stack;
         rnn::forward(
             model.stack_params(),
@@ -80,16 +88,27 @@ impl SpectrumDiag {
             &mut self.ws,
             Par::Seq,
         );
-        let n = state_dim(s.cell, s.hidden);
-        let (mut jac, mut product, mut next) =
-            (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n * n]);
-        let layers = s.layers;
-        row.lyapunov_max = vec![None; layers];
-        row.kaplan_yorke_dim = vec![None; layers];
-        row.lyapunov_positive = vec![None; layers];
-        for l in 0..layers {
-            let w_hh = &model.params[s.layer_ranges(l).w_hh];
-            let mut push = |kind, values: &[f64]| {
+        let layer = |l: usize| self.layer_spectra(model, l);
+        let layers: Vec<LayerSpectra> = if par.degree() > 1 {
+            (0..s.layers).into_par_iter().map(layer).collect()
+        } else {
+            (0..s.layers).map(layer).collect()
+        };
+        row.lyapunov_max = vec![None; s.layers];
+        row.kaplan_yorke_dim = vec![None; s.layers];
+        row.lyapunov_positive = vec![None; s.layers];
+        for (l, spectra) in layers.into_iter().enumerate() {
+            let exponents = &spectra.lyapunov;
+            row.lyapunov_max[l] = exponents.first().copied();
+            row.kaplan_yorke_dim[l] = Some(kaplan_yorke_dimension(exponents));
+            row.lyapunov_positive[l] = Some(exponents.iter().filter(|&&e| e > 0.0).count());
+            let kinds = std::iter::once((SpectrumKind::Lyapunov, spectra.lyapunov)).chain(
+                spectra
+                    .products
+                    .into_iter()
+                    .map(|(k, sv)| (SpectrumKind::JacobianSv(k), sv)),
+            );
+            for (kind, values) in kinds {
                 out.extend(
                     values
                         .iter()
@@ -102,36 +121,48 @@ impl SpectrumDiag {
                             value,
                         }),
                 );
-            };
-            let mut lyapunov = Lyapunov::new(n, WARMUP);
-            for t in 0..self.len {
-                step_jacobian(s, w_hh, &self.ws, (l, t, 0), &mut jac);
-                lyapunov.push(&jac);
-            }
-            let exponents = lyapunov.exponents();
-            push(SpectrumKind::Lyapunov, &exponents);
-            row.lyapunov_max[l] = exponents.first().copied();
-            row.kaplan_yorke_dim[l] = Some(kaplan_yorke_dimension(&exponents));
-            row.lyapunov_positive[l] = Some(exponents.iter().filter(|&&e| e > 0.0).count());
-
-            // ∂s_E/∂s_{E−k}: the product grows by one Jacobian on the right per k.
-            let end = self.len - 1;
-            step_jacobian(s, w_hh, &self.ws, (l, end, 0), &mut product);
-            for k in 1..=self.k_max {
-                if k > 1 {
-                    step_jacobian(s, w_hh, &self.ws, (l, end + 1 - k, 0), &mut jac);
-                    dgemm(GemmShape { m: n, k: n, n }, &product, &jac, &mut next);
-                    std::mem::swap(&mut product, &mut next);
-                }
-                if k.is_power_of_two() || k == self.k_max {
-                    push(
-                        SpectrumKind::JacobianSv(k),
-                        &singular_values(&product, n, n),
-                    );
-                }
             }
         }
     }
+
+    /// The spectra of layer `l` from the stream's forward pass.
+    fn layer_spectra(&self, model: &Model, l: usize) -> LayerSpectra {
+        let s = model.stack;
+        let n = state_dim(s.cell, s.hidden);
+        let (mut jac, mut product, mut next) =
+            (vec![0.0; n * n], vec![0.0; n * n], vec![0.0; n * n]);
+        let w_hh = &model.params[s.layer_ranges(l).w_hh];
+        let mut lyapunov = Lyapunov::new(n, WARMUP);
+        for t in 0..self.len {
+            step_jacobian(s, w_hh, &self.ws, (l, t, 0), &mut jac);
+            lyapunov.push(&jac);
+        }
+        // ∂s_E/∂s_{E−k}: the product grows by one Jacobian on the right per k.
+        let mut products = Vec::new();
+        let end = self.len - 1;
+        step_jacobian(s, w_hh, &self.ws, (l, end, 0), &mut product);
+        for k in 1..=self.k_max {
+            if k > 1 {
+                step_jacobian(s, w_hh, &self.ws, (l, end + 1 - k, 0), &mut jac);
+                dgemm(GemmShape { m: n, k: n, n }, &product, &jac, &mut next);
+                std::mem::swap(&mut product, &mut next);
+            }
+            if k.is_power_of_two() || k == self.k_max {
+                products.push((k, singular_values(&product, n, n)));
+            }
+        }
+        LayerSpectra {
+            lyapunov: lyapunov.exponents(),
+            products,
+        }
+    }
+}
+
+/// One layer's measurement: its Lyapunov exponents (descending) and, for each `k` measured,
+/// the singular values of its product of `k` step Jacobians.
+struct LayerSpectra {
+    lyapunov: Vec<f64>,
+    products: Vec<(usize, Vec<f64>)>,
 }
 
 /// `len` time steps of the task's inputs for one stream, `[len][I]` (shorter only if the
