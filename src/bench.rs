@@ -1,17 +1,21 @@
-//! `gradlab bench`: forward+backward of the benchmark shapes, timed against a 1024³ sgemm.
+//! `gradlab bench`: forward+backward of the benchmark shapes, timed against a 1024³ sgemm and
+//! the machine's FMA peak; `--train`: whole training runs, phase by phase.
 //!
-//! Each figure is the median of `--repeats` timed runs after warm-up runs. The reference is a
-//! 1024 × 1024 × 1024 `matrixmultiply` sgemm split over the same threads, timed alternately with
-//! the shape (one sgemm, one forward+backward, and again), so "% sgemm" compares two medians taken
-//! under the same load: on a shared machine the absolute figures drift, the ratio much less. For
-//! careful statistics use `cargo bench` (criterion).
+//! Each figure is the median of `--repeats` timed runs after a warm-up. The references are a
+//! 1024 × 1024 × 1024 `matrixmultiply` sgemm split over the same threads and a register-only FMA
+//! loop on every thread ([`FmaPeak`]), timed in turn with the shape (sgemm, shape, FMA loop, and
+//! again), so "% sgemm" and "% peak" compare medians taken under the same load: on a shared
+//! machine the absolute figures drift, the ratios much less. For careful statistics use
+//! `cargo bench` (criterion).
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gradlab_experiments::train::bench::{find_train_case, TrainCase, TRAIN_CASES};
-use gradlab_kernels::bench::{find, fma_peak_gflops, BenchCase, BenchShape, SplitMix64, SHAPES};
+use gradlab_kernels::bench::{
+    find, fma_peak_gflops, BenchCase, BenchShape, FmaPeak, SplitMix64, SHAPES,
+};
 use gradlab_kernels::gemm::{sgemm, GemmShape, Mat, MatMut};
 use gradlab_kernels::Par;
 
@@ -41,35 +45,32 @@ pub struct BenchArgs {
     text: Option<std::path::PathBuf>,
 }
 
-/// Median wall times of `repeats` alternating runs of `a` and `b`, after `warmup` of each.
+/// Median wall times of `repeats` rounds that run each of `fs` in turn, after `warmup` rounds.
 ///
-/// `b` runs twice per repeat and only the second run is timed: `a` (a 12 MiB sgemm) evicts the
-/// caches, and a small shape timed right after it would be measured cold.
-fn paired_medians(
+/// Each function runs twice per round and only its second run is timed: the sgemm (12 MiB)
+/// evicts the caches, and a small shape timed right after it would be measured cold. Timing the
+/// three in turn makes their ratios compare medians taken under the same load.
+fn round_robin_medians<const N: usize>(
     warmup: usize,
     repeats: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-) -> (Duration, Duration) {
+    mut fs: [&mut dyn FnMut(); N],
+) -> [Duration; N] {
     for _ in 0..warmup {
-        a();
-        b();
+        fs.iter_mut().for_each(|f| f());
     }
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        f();
-        start.elapsed()
-    };
-    let (mut ta, mut tb): (Vec<Duration>, Vec<Duration>) = (0..repeats)
-        .map(|_| {
-            let ta = time(&mut a);
-            b();
-            (ta, time(&mut b))
-        })
-        .unzip();
-    ta.sort();
-    tb.sort();
-    (ta[repeats / 2], tb[repeats / 2])
+    let mut times: [Vec<Duration>; N] = std::array::from_fn(|_| Vec::with_capacity(repeats));
+    for _ in 0..repeats {
+        for (f, t) in fs.iter_mut().zip(&mut times) {
+            f();
+            let start = Instant::now();
+            f();
+            t.push(start.elapsed());
+        }
+    }
+    times.map(|mut t| {
+        t.sort();
+        t[repeats / 2]
+    })
 }
 
 /// A 1024³ sgemm on `par`, and its FLOPs.
@@ -130,8 +131,8 @@ fn pool(threads: usize) -> Result<rayon::ThreadPool> {
         .context("could not start the thread pool")
 }
 
-/// Repeats of a built-in FMA loop behind each peak figure.
-const PEAK_REPEATS: usize = 11;
+/// Repeats of the FMA peak loop behind the peak of a training case.
+const PEAK_REPEATS: usize = 5;
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let repeats = args.repeats.unwrap_or(if args.train { 3 } else { 11 });
@@ -150,27 +151,30 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let pool = pool(threads)?;
     let par = Par::rayon(threads);
     let isa = gradlab_kernels::isa();
-    let peak = pool.install(|| fma_peak_gflops(PEAK_REPEATS));
     if !args.json {
         println!("gradlab bench: forward+backward, f32, {threads} thread(s), isa {isa}, median of {repeats} runs");
-        println!("reference: 1024^3 sgemm (matrixmultiply) on the same threads, timed alternately with each shape;");
-        println!("peak: this build's FMA loop on the same threads, {peak:.1} GFLOP/s\n");
-        println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | % peak |");
-        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("reference: 1024^3 sgemm (matrixmultiply) and this build's FMA peak loop on the same threads,");
+        println!("timed in turn with each shape\n");
+        println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | peak GFLOP/s | % peak |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     let mut reference = Sgemm::new();
     for shape in shapes {
         let mut case = BenchCase::new(shape);
-        let (ts, t) = pool.install(|| {
-            paired_medians(
-                2,
+        let [ts, t, tp] = pool.install(|| {
+            round_robin_medians(
+                1,
                 repeats,
-                || reference.run(par),
-                || {
-                    std::hint::black_box(case.forward_backward(par));
-                },
+                [
+                    &mut || reference.run(par),
+                    &mut || {
+                        std::hint::black_box(case.forward_backward(par));
+                    },
+                    &mut || FmaPeak.run(),
+                ],
             )
         });
+        let peak = pool.install(|| FmaPeak.flops()) / tp.as_secs_f64() / 1e9;
         let sgemm = Sgemm::FLOPS / ts.as_secs_f64() / 1e9;
         let ms = t.as_secs_f64() * 1e3;
         let gflops = shape.train_flops() / t.as_secs_f64() / 1e9;
@@ -192,7 +196,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ..
             } = *shape;
             let (pct, pct_peak) = (100.0 * gflops / sgemm, 100.0 * gflops / peak);
-            println!("| {name} | {t} | {b} | {input} | {hidden} | {layers} | {ms:.2} | {gflops:.1} | {sgemm:.1} | {pct:.0}% | {pct_peak:.0}% |");
+            println!("| {name} | {t} | {b} | {input} | {hidden} | {layers} | {ms:.2} | {gflops:.1} | {sgemm:.1} | {pct:.0}% | {peak:.1} | {pct_peak:.0}% |");
         }
     }
     Ok(())
@@ -240,13 +244,18 @@ fn train(args: &BenchArgs, repeats: usize, cores: usize) -> Result<()> {
         };
         let threads = args.threads.or(case.threads).unwrap_or(cores);
         let pool = pool(threads)?;
-        let peak = pool.install(|| fma_peak_gflops(PEAK_REPEATS));
-        let mut runs = (0..repeats)
-            .map(|_| pool.install(|| case.time(cfg.clone())))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?;
+        // The peak is measured before each run, under the load the run will see.
+        let (mut peaks, mut runs) = (Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            peaks.push(pool.install(|| fma_peak_gflops(PEAK_REPEATS)));
+            runs.push(
+                pool.install(|| case.time(cfg.clone()))
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+        peaks.sort_by(f64::total_cmp);
         runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-        let r = runs[repeats / 2];
+        let (peak, r) = (peaks[repeats / 2], runs[repeats / 2]);
         let gflops = r.gradient_gflops();
         let pct = |d: std::time::Duration| 100.0 * d.as_secs_f64() / r.seconds;
         let p = r.phases;

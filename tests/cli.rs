@@ -82,7 +82,7 @@ fn bench_table_has_a_row_per_shape() {
     let table = text(&out.stdout);
     assert!(
         table.contains(
-            "| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | % peak |"
+            "| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | peak GFLOP/s | % peak |"
         ),
         "{table}"
     );

@@ -208,23 +208,39 @@ fn fma_loop(rounds: usize) -> f32 {
     acc.iter().map(|v| v.reduce_add()).sum()
 }
 
-/// The multiply-add peak this build reaches on every thread of the current rayon pool at once,
-/// in GFLOP/s: a register-only loop of the kernels' vector multiply-add (one `vfmadd` per zmm,
-/// or two per ymm pair), the median of `repeats` timed runs of about 20 ms. It is the ceiling of
-/// every kernel (2 FLOPs per lane per multiply-add), measured rather than assumed: it counts
-/// how many FMA pipes the core has and the clock it holds under vector load.
+/// The multiply-add peak loop: [`FmaPeak::run`] runs a register-only loop of the kernels' vector
+/// multiply-add (one `vfmadd` per zmm, or two per ymm pair) on every thread of the current rayon
+/// pool at once, about 15 ms; [`FmaPeak::flops`] is the work it did. It is the ceiling of every
+/// kernel (2 FLOPs per lane per multiply-add), measured rather than assumed: it counts how many
+/// FMA pipes the core has and the clock it holds under vector load.
+#[derive(Clone, Copy, Debug)]
+pub struct FmaPeak;
+
+impl FmaPeak {
+    const ROUNDS: usize = 1 << 22;
+
+    /// One run of the loop on every thread of the current pool.
+    pub fn run(self) {
+        std::hint::black_box(rayon::broadcast(|_| fma_loop(Self::ROUNDS)));
+    }
+
+    /// FLOPs of one [`FmaPeak::run`] on the current pool.
+    pub fn flops(self) -> f64 {
+        (FMA_CHAINS * crate::simd::LANES * 2 * Self::ROUNDS * rayon::current_num_threads()) as f64
+    }
+}
+
+/// The median GFLOP/s of `repeats` runs of [`FmaPeak`] on the current rayon pool, after one
+/// warm-up run.
 pub fn fma_peak_gflops(repeats: usize) -> f64 {
-    let threads = rayon::current_num_threads();
-    let flops_per_round = (FMA_CHAINS * crate::simd::LANES * 2) as f64;
-    let rounds = 1 << 22;
-    let mut seconds: Vec<f64> = (0..repeats.max(1) + 1)
+    FmaPeak.run();
+    let mut seconds: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let start = std::time::Instant::now();
-            std::hint::black_box(rayon::broadcast(|_| fma_loop(rounds)));
+            FmaPeak.run();
             start.elapsed().as_secs_f64()
         })
-        .skip(1)
         .collect();
     seconds.sort_by(f64::total_cmp);
-    flops_per_round * rounds as f64 * threads as f64 / seconds[seconds.len() / 2] / 1e9
+    FmaPeak.flops() / seconds[seconds.len() / 2] / 1e9
 }
