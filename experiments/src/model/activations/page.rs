@@ -1,7 +1,8 @@
 //! The page of `gradlab activations`: one HTML file with inline CSS and JavaScript and the data
 //! embedded, so it opens offline in any browser. It shows the first characters of the text,
 //! each on a background coloured by the chosen unit's value there: red for positive, blue for
-//! negative, white at 0, the colour's strength proportional to |value| on [-1, 1]. A selector
+//! negative, white at 0, the colour's strength proportional to |value| on [-1, 1] (the letters
+//! turn white where |value| > 80/127, to stay readable on the strongest colours). A selector
 //! picks one of the top-ranked units (by feature and rank), another what colours the text: h,
 //! tanh(c) for an LSTM (as Karpathy et al. colour the cell), or one of the cell's gates (LSTM
 //! i, f, g, o; GRU r, z, n). Hovering a character shows all of them for it.
