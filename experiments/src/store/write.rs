@@ -1,5 +1,8 @@
 //! Writing one run's tables: `steps` and `flow` first, the `runs` row (the completion marker)
 //! last, each file atomically.
+//!
+//! [`RowGroups`] writes a table too large for memory (`gradlab activations`) the same way, one
+//! row group at a time.
 
 use std::io::Write;
 use std::path::Path;
@@ -69,7 +72,7 @@ impl<'a> RowGroups<'a> {
         })
     }
 
-    /// Appends the rows of `df` (cut into groups of at most [`ROW_GROUP`] rows).
+    /// Appends the rows of `df` (cut into groups of at most 2^18 rows).
     ///
     /// # Panics
     /// If a key column holds nulls.

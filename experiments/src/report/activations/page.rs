@@ -19,7 +19,7 @@ use gradlab_kernels::Cell;
 use serde_json::json;
 
 use super::features::{Ranked, State};
-use super::{gate_names, Stream, BLOCK};
+use crate::model::activations::{gate_names, Stream, BLOCK};
 use crate::model::Model;
 
 const TEMPLATE: &str = include_str!("page.html");
