@@ -52,6 +52,9 @@ enum Command {
     Sample(tools::SampleArgs),
     /// Forward and backward of a stack on given tensors, to cross-check against any framework.
     Grad(tools::GradArgs),
+    /// What a character model's units do over a text: a table of every activation, units
+    /// ranked by text features (quotes, brackets, line position, ...), and a coloured page.
+    Activations(tools::ActivationsArgs),
     /// Time forward+backward of the benchmark shapes against the same run's large sgemm.
     Bench(bench::BenchArgs),
 }
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Sample(args) => tools::sample_cmd(args),
         Command::Grad(args) => tools::grad_cmd(args),
+        Command::Activations(args) => tools::activations_cmd(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -1,4 +1,4 @@
-//! `gradlab sample` and `gradlab grad`.
+//! `gradlab sample`, `gradlab grad` and `gradlab activations`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use gradlab_experiments::config::{CellKind, Nonlinearity};
 use gradlab_experiments::model::sample::{sample, Decoding};
 use gradlab_experiments::model::seq2seq::sample_target;
 use gradlab_experiments::model::{checkpoint, grad, kernel_cell};
+use gradlab_experiments::report::activations;
 use gradlab_experiments::task::seq2seq::example;
 use gradlab_kernels::rng::SplitMix64;
 use gradlab_kernels::{Par, StackShape};
@@ -165,5 +166,90 @@ pub fn grad_cmd(a: GradArgs) -> Result<()> {
         grad::grad(shape, &a.weights, &a.input, &a.out, Par::rayon(n))
     })??;
     println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ActivationsArgs {
+    /// A checkpoint of a charlm or hello run (a character model).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: PathBuf,
+    /// The text to run the model over (UTF-8, every character in the model's vocabulary).
+    #[arg(long, value_name = "FILE")]
+    text: PathBuf,
+    /// Characters from the start of the text to run, write and rank [default: all].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    chars: Option<usize>,
+    /// Only this layer, from 0 [default: every layer].
+    #[arg(long, value_name = "L", allow_negative_numbers = true)]
+    layer: Option<usize>,
+    /// Units per feature in the printed table and on the page.
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 3,
+        allow_negative_numbers = true
+    )]
+    top: usize,
+    /// Characters the page shows, from the start.
+    #[arg(
+        long = "page-chars",
+        value_name = "N",
+        default_value_t = 10_000,
+        allow_negative_numbers = true
+    )]
+    page_chars: usize,
+    /// Folder for activations.parquet, ranking.csv and activations.html (made if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub fn activations_cmd(a: ActivationsArgs) -> Result<()> {
+    for (flag, value) in [
+        ("--chars", a.chars),
+        ("--top", Some(a.top)),
+        ("--page-chars", Some(a.page_chars)),
+    ] {
+        anyhow::ensure!(value != Some(0), "{flag} 0: give at least 1");
+    }
+    let ck = checkpoint::load(&a.checkpoint)?;
+    let text = std::fs::read(&a.text)
+        .with_context(|| format!("cannot read the text file {}", a.text.display()))?;
+    let text = String::from_utf8(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not UTF-8 text (invalid byte at offset {}); give a UTF-8 text file",
+            a.text.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    std::fs::create_dir_all(&a.out)
+        .with_context(|| format!("cannot make the output folder {}", a.out.display()))?;
+    let options = activations::Options {
+        chars: a.chars,
+        layer: a.layer,
+        top: a.top,
+        page_chars: a.page_chars,
+    };
+    let found =
+        activations::activations(&ck, &text, &a.text.display().to_string(), &options, &a.out)
+            .with_context(|| format!("activations of {}", a.checkpoint.display()))?;
+    println!(
+        "{} characters; units ranked by Pearson r with each feature (top {}):\n",
+        found.chars, a.top
+    );
+    println!("| feature | rank | layer | unit | state | r |\n|---|---:|---:|---:|---|---:|");
+    for r in found.ranking.iter().filter(|r| r.rank <= a.top) {
+        println!("| {} |", r.cells(|r| format!("{r:+.3}")).join(" | "));
+    }
+    if !found.constant.is_empty() {
+        println!(
+            "\nnot ranked, constant over the text: {}",
+            found.constant.join(", ")
+        );
+    }
+    println!();
+    for f in &found.files {
+        println!("wrote {}", f.display());
+    }
     Ok(())
 }

@@ -19,8 +19,18 @@ fn help_lists_only_verbs_that_work() {
     assert_eq!(
         verbs,
         [
-            "run", "data", "demo", "sweep", "status", "compact", "report", "sample", "grad",
-            "bench", "help"
+            "run",
+            "data",
+            "demo",
+            "sweep",
+            "status",
+            "compact",
+            "report",
+            "sample",
+            "grad",
+            "activations",
+            "bench",
+            "help"
         ],
         "{help}"
     );

@@ -5,8 +5,10 @@
 //! initialisation ([`init`]), step Jacobians of the recurrence ([`jacobian`]), spectra
 //! ([`spectra`]), safetensors
 //! checkpoints ([`checkpoint`]), text sampling ([`sample`]), the encoder-decoder's encoding and
-//! decoding ([`seq2seq`]) and the `gradlab grad` tool ([`grad`]).
+//! decoding ([`seq2seq`]), the `gradlab grad` tool ([`grad`]) and a character model's
+//! activations over a text, streamed ([`activations`]).
 
+pub mod activations;
 pub mod checkpoint;
 pub mod grad;
 pub mod head;

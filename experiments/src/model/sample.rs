@@ -24,7 +24,9 @@ pub enum Decoding {
 /// Why sampling cannot start.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SampleError {
-    #[error("the checkpoint has no vocabulary: sampling needs a model trained on charlm or hello")]
+    #[error(
+        "the checkpoint has no vocabulary: it needs a character model, trained on charlm or hello"
+    )]
     NoVocab,
     #[error("the checkpoint's vocabulary has {vocab} characters but the model reads {input} and predicts {output}")]
     Mismatch {
@@ -80,6 +82,22 @@ pub fn choose(z: &[f32], decoding: Decoding, rng: &mut SplitMix64) -> usize {
     }
 }
 
+/// The vocabulary of a character model (charlm, hello): the characters the one-hot inputs
+/// and the head's classes stand for, in order. Refuses a checkpoint without one, or whose
+/// model reads or predicts another number of classes.
+pub fn text_vocab(ck: &Checkpoint) -> Result<&[char], SampleError> {
+    let vocab = ck.vocab.as_deref().ok_or(SampleError::NoVocab)?;
+    let m = &ck.model;
+    if m.stack.input != vocab.len() || m.output != vocab.len() {
+        return Err(SampleError::Mismatch {
+            vocab: vocab.len(),
+            input: m.stack.input,
+            output: m.output,
+        });
+    }
+    Ok(vocab)
+}
+
 /// Writes `prime`, then `len` sampled characters to `out`, each written and flushed as soon as
 /// it is chosen: a long sample streams, and a closed output ends it.
 pub fn sample(
@@ -90,16 +108,9 @@ pub fn sample(
     seed: u64,
     out: &mut dyn Write,
 ) -> Result<(), SampleError> {
-    let vocab = ck.vocab.as_ref().ok_or(SampleError::NoVocab)?;
+    let vocab = text_vocab(ck)?;
     let m = &ck.model;
     let v = vocab.len();
-    if m.stack.input != v || m.output != v {
-        return Err(SampleError::Mismatch {
-            vocab: v,
-            input: m.stack.input,
-            output: m.output,
-        });
-    }
     check_decoding(decoding)?;
     let ids: Vec<usize> = prime
         .chars()

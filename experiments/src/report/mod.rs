@@ -1,7 +1,10 @@
 //! `gradlab report` (DESIGN.md "Report"): a sweep's Parquet files [`aggregate`]d over seeds
 //! with polars, grouped by the swept keys, written as [`table`]s (Markdown, LaTeX booktabs, CSV)
-//! and [`figures`] ([`plot`] and [`heatmap`]: PDF, SVG and PNG, with their data as CSV).
+//! and [`figures`] ([`plot`] and [`heatmap`]: PDF, SVG and PNG, with their data as CSV). And
+//! `gradlab activations` ([`activations`]): a character model's units over a text, as a table,
+//! a ranking and a page.
 
+pub mod activations;
 pub mod aggregate;
 pub mod figures;
 pub mod heatmap;

@@ -1,5 +1,8 @@
 //! Writing one run's tables: `steps` and `flow` first, the `runs` row (the completion marker)
 //! last, each file atomically.
+//!
+//! [`RowGroups`] writes a table too large for memory (`gradlab activations`) the same way, one
+//! row group at a time.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,7 +19,9 @@ use crate::fs::{write_atomic, TempFile};
 use crate::train::record::{FlowRow, RunRecord, SpectrumRow, StepRow};
 
 /// Columns that identify a row: written as required (non-null) Parquet fields.
-const KEY_COLUMNS: [&str; 7] = ["run_id", "step", "layer", "lag", "source", "kind", "index"];
+const KEY_COLUMNS: [&str; 9] = [
+    "run_id", "step", "layer", "lag", "source", "kind", "index", "position", "unit",
+];
 
 /// Rows per Parquet row group (polars' default).
 const ROW_GROUP: usize = 512 * 512;
@@ -29,40 +34,78 @@ const ROW_GROUP: usize = 512 * 512;
 /// `large_string`, and the [`KEY_COLUMNS`] are required fields.
 pub(super) fn write_parquet(path: &Path, mut df: DataFrame) -> std::io::Result<()> {
     write_atomic(path, |f| {
-        write_frame(f, &mut df).map_err(std::io::Error::other)
+        let mut groups = RowGroups::new(f, df.schema())?;
+        groups.write(&mut df)?;
+        groups.finish()
     })
 }
 
-fn write_frame(file: &mut TempFile, df: &mut DataFrame) -> PolarsResult<()> {
-    let compat = CompatLevel::oldest();
-    let mut schema = df.schema().to_arrow(compat);
-    for field in schema.iter_values_mut() {
-        if KEY_COLUMNS.contains(&field.name.as_str()) {
-            assert_eq!(
-                df.column(&field.name)?.null_count(),
-                0,
-                "key column {} has nulls",
-                field.name
-            );
-            field.is_nullable = false;
+/// A Parquet file written one row group at a time, for a table too large to hold in memory
+/// (`gradlab activations`): the same types and required key columns as [`write_parquet`]'s.
+pub struct RowGroups<'a> {
+    writer: FileWriter<std::io::BufWriter<&'a mut TempFile>>,
+    schema: ArrowSchema,
+    options: WriteOptions,
+}
+
+impl<'a> RowGroups<'a> {
+    /// Starts a file whose groups all have the columns of `schema`.
+    pub fn new(file: &'a mut TempFile, schema: &Schema) -> std::io::Result<Self> {
+        let mut schema = schema.to_arrow(CompatLevel::oldest());
+        for field in schema.iter_values_mut() {
+            if KEY_COLUMNS.contains(&field.name.as_str()) {
+                field.is_nullable = false;
+            }
         }
+        let options = WriteOptions {
+            statistics: StatisticsOptions::default(),
+            compression: CompressionOptions::Zstd(None),
+            version: Version::V1,
+            data_page_size: None,
+        };
+        let writer = FileWriter::try_new(std::io::BufWriter::new(file), schema.clone(), options)
+            .map_err(std::io::Error::other)?;
+        Ok(RowGroups {
+            writer,
+            schema,
+            options,
+        })
     }
-    let options = WriteOptions {
-        statistics: StatisticsOptions::default(),
-        compression: CompressionOptions::Zstd(None),
-        version: Version::V1,
-        data_page_size: None,
-    };
-    let chunked = polars::frame::chunk_df_for_writing(df, ROW_GROUP)?;
-    let batches = chunked.iter_chunks(compat, false).map(Ok);
-    let row_groups = RowGroupIterator::try_new(batches, &schema, options, get_encodings(&schema))?;
-    let mut writer = FileWriter::try_new(std::io::BufWriter::new(file), schema, options)?;
-    for group in row_groups {
-        writer.write(u64::MAX, group?)?;
+
+    /// Appends the rows of `df` (cut into groups of at most 2^18 rows).
+    ///
+    /// # Panics
+    /// If a key column holds nulls.
+    pub fn write(&mut self, df: &mut DataFrame) -> std::io::Result<()> {
+        self.write_frame(df).map_err(std::io::Error::other)
     }
-    writer.end(None)?;
-    writer.into_inner().flush()?;
-    Ok(())
+
+    fn write_frame(&mut self, df: &mut DataFrame) -> PolarsResult<()> {
+        for name in KEY_COLUMNS {
+            if let Ok(column) = df.column(name) {
+                assert_eq!(column.null_count(), 0, "key column {name} has nulls");
+            }
+        }
+        let chunked = polars::frame::chunk_df_for_writing(df, ROW_GROUP)?;
+        let batches = chunked.iter_chunks(CompatLevel::oldest(), false).map(Ok);
+        let row_groups = RowGroupIterator::try_new(
+            batches,
+            &self.schema,
+            self.options,
+            get_encodings(&self.schema),
+        )?;
+        for group in row_groups {
+            self.writer.write(u64::MAX, group?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer: the file is complete (and renamed into place once
+    /// [`write_atomic`]'s closure returns).
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.writer.end(None).map_err(std::io::Error::other)?;
+        self.writer.into_inner().flush()
+    }
 }
 
 fn frame(columns: Vec<Column>) -> DataFrame {
