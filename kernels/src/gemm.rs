@@ -284,8 +284,7 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
 /// C[rows] (+)= A[rows × K] · B over every panel of `b`, on the calling thread, K in blocks of
 /// [`k_block`].
 ///
-/// The loop order is K block, panel, row tile (the rows split into `⌈rows / MR⌉` tiles of
-/// nearly equal height); after the last K block of a tile,
+/// The loop order is K block, panel, row tile; after the last K block of a tile,
 /// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot. By
 /// then every earlier panel of those rows is complete too, which is what lets a gate whose
 /// chunks straddle two panels (GRU, [`gate_panel_units`]) be finished after the second.
@@ -311,16 +310,13 @@ pub fn packed_product(
     );
     let kc = k_block(k, &a);
     let k_blocks = k.div_ceil(kc).max(1);
-    // Balanced tiles (20 rows: 5 + 5 + 5 + 5, not 6 + 6 + 6 + 2): a short tile does as many
-    // loads of B per FMA as a full one does for fewer FMAs.
-    let tiles = rows.div_ceil(MR);
     for kb in 0..k_blocks {
         let (k0, k1) = (kb * kc, ((kb + 1) * kc).min(k));
         let acc = accumulate || kb > 0;
         for p in 0..b.panels() {
             let pp = b.data[(p * k + k0) * NR..].as_ptr();
-            for tile_rows in (0..tiles).map(|i| split_range(rows, tiles, i)) {
-                let (r0, mr) = (tile_rows.start, tile_rows.len());
+            for r0 in (0..rows).step_by(MR) {
+                let mr = MR.min(rows - r0);
                 // `wrapping_add`: with k = 0, A may be empty and is never read.
                 let t = Tile {
                     k: k1 - k0,
