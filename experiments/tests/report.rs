@@ -190,6 +190,68 @@ fn col(t: &DataFrame, name: &str) -> Vec<f64> {
 }
 
 #[test]
+fn success_against_the_sequence_length_where_it_is_swept() {
+    let dir = tmpdir("success-vs-t");
+    let spec = Spec::parse(
+        &SPEC
+            .replace("seq_len = 20\n", "")
+            .replace("cell = [\"rnn\", \"lstm\"]", "seq_len = [20, 40]"),
+        "spec.toml",
+    )
+    .unwrap();
+    std::fs::write(dir.join("sweep.toml"), spec.to_toml()).unwrap();
+    let runs = spec.expand().unwrap();
+    assert_eq!(runs.len(), 12);
+    let prov = Provenance {
+        sweep: "synthetic".into(),
+        isa: "test".into(),
+        gradlab_version: "0".into(),
+        git_commit: "x".into(),
+    };
+    // What the plot must show: per (clip, seq_len), the share of the runs' records that succeed.
+    let mut want: Vec<((String, String), (usize, usize))> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let rec = record(i);
+        store::write_run(&dir, &run.id, &run.config, &rec, &prov).unwrap();
+        let value = |k: &str| {
+            run.swept
+                .iter()
+                .find(|(key, _)| key == k)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let key = (value("clip"), value("seq_len"));
+        let ok = usize::from(rec.outcome.success == Some(true));
+        match want.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, (k, n))) => (*k, *n) = (*k + ok, *n + 1),
+            None => want.push((key, (ok, 1))),
+        }
+    }
+    report::report(&dir, &Options::default()).unwrap();
+    let path = dir.join("report").join("success_vs_seq_len.csv");
+    let mut r = csv::Reader::from_path(&path).unwrap();
+    let headers: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (clip, t, rate) = (col("clip"), col("seq_len"), col("success_rate"));
+    let rows: Vec<csv::StringRecord> = r.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), want.len(), "{rows:?}");
+    for row in rows {
+        let key = (row[clip].to_string(), row[t].to_string());
+        let (_, (k, n)) = want
+            .iter()
+            .find(|(w, _)| *w == key)
+            .unwrap_or_else(|| panic!("unexpected row {row:?}"));
+        let got: f64 = row[rate].parse().unwrap();
+        assert!(
+            (got - *k as f64 / *n as f64).abs() < 1e-12,
+            "{row:?}: want {k}/{n}"
+        );
+    }
+    assert!(dir.join("report").join("success_vs_seq_len.png").exists());
+}
+
+#[test]
 fn the_table_equals_a_recomputation_from_the_parquet_files() {
     let dir = tmpdir("numbers");
     let planned = write_sweep(&dir, &[]);

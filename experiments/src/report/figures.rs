@@ -187,7 +187,7 @@ pub fn draw_all(
     }
 
     if task.is_some_and(TaskKind::has_criterion) {
-        for key in ["truncation", "clip"] {
+        for key in ["truncation", "clip", "seq_len"] {
             if let Some(chart) = success_against(table, by, planned, key)? {
                 figures.push(Figure::Lines(chart));
             }
