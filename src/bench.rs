@@ -22,7 +22,7 @@ use gradlab_kernels::Par;
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Shape to run (repeatable); `all` adds the DeepBench shapes to the default DESIGN.md set.
-    #[arg(long = "shape", value_name = "NAME")]
+    #[arg(long = "shape", value_name = "NAME", conflicts_with = "train")]
     shapes: Vec<String>,
     /// Threads (default: every core of this machine).
     #[arg(long, value_name = "N")]
@@ -30,7 +30,7 @@ pub struct BenchArgs {
     /// Timed runs per shape (default 11) or training case (default 3); the median is reported.
     #[arg(long, value_name = "R")]
     repeats: Option<usize>,
-    /// Print one JSON object per shape instead of a table.
+    /// Print one JSON object per shape (or training case) instead of a table.
     #[arg(long)]
     json: bool,
     /// Time whole training runs (forward, backward, clipping, optimiser, diagnostics,

@@ -196,6 +196,10 @@ fn bad_bench_arguments_fail_with_a_message_that_says_what_to_fix() {
             "unknown case 'nope'; expected one of: rnn-temporal-order, lstm-adding, lstm-charlm",
         ),
         (
+            &["bench", "--train", "--shape", "rnn-small"][..],
+            "the argument '--train' cannot be used with '--shape <NAME>'",
+        ),
+        (
             &["bench", "--case", "lstm-adding"][..],
             "the following required arguments were not provided",
         ),
