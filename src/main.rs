@@ -15,10 +15,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-/// Version line with the SIMD instruction set this binary was compiled for.
+/// Version line with the instruction set the kernels run on.
 fn long_version() -> &'static str {
     let v = format!(
-        "{} (isa: {}, fixed at build time by the target features; see the README to build portably)",
+        "{} (isa: {}, chosen at run time: the best this CPU has, or GRADLAB_ISA)",
         env!("CARGO_PKG_VERSION"),
         gradlab_kernels::isa()
     );
@@ -89,7 +89,8 @@ fn with_threads<T: Send>(
 }
 
 /// Exits with a clear message, before any SIMD code runs, when this CPU lacks an instruction set
-/// the binary was compiled for (otherwise it would die of SIGILL mid-run).
+/// the binary was compiled for (otherwise it would die of SIGILL mid-run), or `GRADLAB_ISA`
+/// names kernels it cannot run.
 fn check_cpu() {
     let missing = gradlab_kernels::missing_cpu_features();
     if !missing.is_empty() {
@@ -98,6 +99,10 @@ fn check_cpu() {
             missing.join(", "),
             gradlab_kernels::portable_build_hint()
         );
+        std::process::exit(2);
+    }
+    if let Err(e) = gradlab_kernels::isa::isa_from_env() {
+        eprintln!("error: {e}");
         std::process::exit(2);
     }
 }

@@ -37,12 +37,34 @@ fn help_lists_only_verbs_that_work() {
 }
 
 #[test]
-fn version_names_the_instruction_set() {
-    // The binary and this test are built with the same target features.
-    let out = gradlab(&["--version"]);
+fn version_names_the_instruction_set_chosen_at_run_time() {
+    use gradlab_kernels::isa::Isa;
+    let version = |isa: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gradlab"));
+        cmd.arg("--version").env_remove("GRADLAB_ISA");
+        if let Some(isa) = isa {
+            cmd.env("GRADLAB_ISA", isa);
+        }
+        cmd.output().expect("gradlab runs")
+    };
+    let out = version(None);
     assert!(out.status.success());
-    let want = format!("isa: {}", gradlab_kernels::isa());
+    let want = format!("isa: {}", Isa::best().describe());
     assert!(text(&out.stdout).contains(&want), "{}", text(&out.stdout));
+    // GRADLAB_ISA picks any instruction set this CPU has.
+    for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+        let out = version(Some(isa.name()));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains(&format!("isa: {}", isa.describe())));
+    }
+    // An unknown one is refused with the names it takes.
+    let out = version(Some("sse9"));
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("GRADLAB_ISA") && e.contains("avx512, avx2, portable"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -110,7 +110,7 @@ task = "adding"
 cell = "lstm"
 hidden = 128
 seq_len = 100
-steps = 8000
+steps = 12000
 log_every = 100
 eval_every = 2000
 eval_sequences = 100
@@ -193,7 +193,9 @@ fn a_task_warned_before_its_time_limit_checkpoints_requeues_and_equals_a_local_s
     std::fs::write(&spec, LONG_RUN).unwrap();
     let (local, cluster) = (dir.join("local"), dir.join("cluster"));
     // A 2-minute limit with the warning 30 s before it: Slurm sends it 30-70 s before the
-    // limit, while the run (about 100 s) is still training.
+    // limit, while the run is still training: 12,000 updates take about 90 s alone on this
+    // 2-core machine and longer beside the local sweep (8,000, as before, could end before the
+    // warning on a quiet machine).
     let (job, stdout) = submit(&spec, &cluster, &["--time", "2", "--signal-before", "30"]);
     let job = job.unwrap_or_else(|| panic!("no job id in {stdout}"));
     // The local sweep runs meanwhile, on the other core.

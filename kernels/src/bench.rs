@@ -8,9 +8,11 @@
 //! and counting it would make the cells' figures incomparable with the sgemm they are measured
 //! against.
 
+use crate::isa::dispatch;
 use crate::reference;
 pub use crate::rng::SplitMix64;
 use crate::rnn::{self, Grads, OutputGrads, Workspace};
+use crate::simd::Vf32;
 use crate::{Activation, Cell, Par, StackShape};
 
 /// One benchmark shape.
@@ -182,30 +184,49 @@ impl BenchCase {
     }
 }
 
-/// Independent multiply-add chains of [`fma_peak_gflops`]: enough to cover the FMA latency
-/// (4 cycles) times the FMA pipes (up to 2) in flight, and still fit the vector registers (32
-/// zmm with AVX-512; without it a [`V`](crate::simd::V) takes two ymm of 16).
-const FMA_CHAINS: usize = if cfg!(target_feature = "avx512f") {
-    12
-} else {
-    6
-};
+/// Independent multiply-add chains of [`fma_peak_gflops`] on vectors `V`: enough to cover the
+/// FMA latency (4 cycles) times the FMA pipes (up to 2) in flight, and still fit the vector
+/// registers (32 zmm with AVX-512; with AVX2 a vector takes two ymm of 16).
+const fn fma_chains(wide: bool) -> usize {
+    if wide {
+        12
+    } else {
+        6
+    }
+}
 
-/// One thread's FMA loop: `rounds` × [`FMA_CHAINS`] vector multiply-adds on registers only.
-#[inline(never)]
-fn fma_loop(rounds: usize) -> f32 {
-    use crate::simd::V;
+#[inline(always)]
+fn fma_chain_loop<V: Vf32, const C: usize>(rounds: usize) -> f32 {
     let (a, b) = (
         V::splat(std::hint::black_box(0.999_99)),
         V::splat(std::hint::black_box(1e-7)),
     );
-    let mut acc = [V::splat(1.0); FMA_CHAINS];
+    let mut acc = [V::splat(1.0); C];
     for _ in 0..rounds {
         for x in acc.iter_mut() {
             *x = x.mul_add(a, b);
         }
     }
-    acc.iter().map(|v| v.reduce_add()).sum()
+    let mut sum = 0.0;
+    for v in acc {
+        sum += v.sum_lanes();
+    }
+    sum
+}
+
+#[inline(always)]
+fn fma_loop_imp<V: Vf32>(rounds: usize) -> f32 {
+    if V::WIDE {
+        fma_chain_loop::<V, { fma_chains(true) }>(rounds)
+    } else {
+        fma_chain_loop::<V, { fma_chains(false) }>(rounds)
+    }
+}
+
+dispatch! {
+    /// One thread's FMA loop: `rounds` × [`fma_chains`] vector multiply-adds on registers only,
+    /// on the instruction set the kernels use.
+    fn fma_loop(rounds: usize) -> f32 = fma_loop_imp;
 }
 
 /// The multiply-add peak loop: [`FmaPeak::run`] runs a register-only loop of the kernels' vector
@@ -226,7 +247,8 @@ impl FmaPeak {
 
     /// FLOPs of one [`FmaPeak::run`] on the current pool.
     pub fn flops(self) -> f64 {
-        (FMA_CHAINS * crate::simd::LANES * 2 * Self::ROUNDS * rayon::current_num_threads()) as f64
+        let chains = fma_chains(crate::isa::isa() == crate::isa::Isa::Avx512);
+        (chains * crate::simd::LANES * 2 * Self::ROUNDS * rayon::current_num_threads()) as f64
     }
 }
 

@@ -33,9 +33,9 @@ pub fn compiled_features() -> Vec<&'static str> {
 
 /// How to build a binary that runs on an older CPU, to print with [`missing_cpu_features`].
 pub fn portable_build_hint() -> &'static str {
-    "Build for the oldest CPU it must run on, e.g. \
-     RUSTFLAGS=\"-C target-cpu=x86-64-v3\" cargo build --release (AVX2 + FMA, any x86-64 since \
-     ~2015), or x86-64-v4 for AVX-512 nodes; see the README, \"Building for the machine, and \
+    "Build without -C target-cpu (the default build runs on any x86-64 and its kernels pick \
+     AVX-512, AVX2 or plain code at run time), or for the oldest CPU it must run on, e.g. \
+     RUSTFLAGS=\"-C target-cpu=x86-64-v3\"; see the README, \"Building for the machine, and \
      portably\"."
 }
 

@@ -8,9 +8,10 @@
 
 use std::ops::Range;
 
+use crate::isa::dispatch;
 use crate::simd::{
-    exp_n, fmadd, load_n, sigmoid_from_exp, sigmoid_s, store_n, tanh_exp_arg, tanh_from_exp,
-    tanh_s, tanh_v, LANES, V,
+    exp_n, fmadd, sigmoid_from_exp, sigmoid_s, tanh_exp_arg, tanh_from_exp, tanh_s, tanh_v, Vf32,
+    LANES,
 };
 
 /// Non-linearity of a vanilla RNN (`tanh` as in Elman nets, `relu` as in IRNN).
@@ -34,18 +35,18 @@ macro_rules! per_chunk {
     ($units:expr, |$j:ident, $n:ident| $chunk:ident($($arg:expr),* $(,)?)) => {
         for ($j, $n) in chunks($units) {
             if $n == LANES {
-                $chunk::<true>($($arg),*);
+                $chunk::<V, true>($($arg),*);
             } else {
-                $chunk::<false>($($arg),*);
+                $chunk::<V, false>($($arg),*);
             }
         }
     };
 }
 
 #[inline(always)]
-fn relu_v(x: V) -> V {
+fn relu_v<V: Vf32>(x: V) -> V {
     // `x < 0 ? 0 : x` keeps NaN (max(x, 0) would turn it into 0 and hide a divergence).
-    x.simd_lt(V::ZERO).select(V::ZERO, x)
+    V::select(x.lt(V::zero()), V::zero(), x)
 }
 
 #[inline(always)]
@@ -57,19 +58,35 @@ fn relu_s(x: f32) -> f32 {
     }
 }
 
-/// Vanilla RNN forward: `h[j] = act(h[j] + bias[j])` in place (on entry `h` holds the products
-/// `W_ih x + W_hh h`, `bias` is `b_ih + b_hh`).
-pub fn rnn_forward_units(act: Activation, h: &mut [f32], bias: &[f32], units: Range<usize>) {
+#[inline(always)]
+fn rnn_forward_units_imp<V: Vf32>(
+    act: Activation,
+    h: &mut [f32],
+    bias: &[f32],
+    units: Range<usize>,
+) {
     #[inline(always)]
-    fn chunk<const FULL: bool>(act: Activation, h: &mut [f32], bias: &[f32], j: usize, n: usize) {
-        let x = load_n::<FULL>(h, j, n) + load_n::<FULL>(bias, j, n);
+    fn chunk<V: Vf32, const FULL: bool>(
+        act: Activation,
+        h: &mut [f32],
+        bias: &[f32],
+        j: usize,
+        n: usize,
+    ) {
+        let x = V::load_n::<FULL>(h, j, n) + V::load_n::<FULL>(bias, j, n);
         let y = match act {
             Activation::Tanh => tanh_v(x),
             Activation::Relu => relu_v(x),
         };
-        store_n::<FULL>(h, j, n, y);
+        V::store_n::<FULL>(h, j, n, y);
     }
     per_chunk!(units, |j, n| chunk(act, h, bias, j, n));
+}
+
+dispatch! {
+    /// Vanilla RNN forward: `h[j] = act(h[j] + bias[j])` in place (on entry `h` holds the products
+    /// `W_ih x + W_hh h`, `bias` is `b_ih + b_hh`).
+    pub fn rnn_forward_units(act: Activation, h: &mut [f32], bias: &[f32], units: Range<usize>) = rnn_forward_units_imp;
 }
 
 /// Scalar twin of [`rnn_forward_units`].
@@ -83,9 +100,8 @@ pub fn rnn_forward_units_scalar(act: Activation, h: &mut [f32], bias: &[f32], un
     }
 }
 
-/// Vanilla RNN backward of one step: `dh = dy + dh` (the total gradient of h_t, kept for the
-/// gradient-flow norm) and `dpre = dh * act'(h)`.
-pub fn rnn_backward_units(
+#[inline(always)]
+fn rnn_backward_units_imp<V: Vf32>(
     act: Activation,
     h: &[f32],
     dy: &[f32],
@@ -94,7 +110,7 @@ pub fn rnn_backward_units(
     units: Range<usize>,
 ) {
     #[inline(always)]
-    fn chunk<const FULL: bool>(
+    fn chunk<V: Vf32, const FULL: bool>(
         act: Activation,
         h: &[f32],
         dy: &[f32],
@@ -103,16 +119,22 @@ pub fn rnn_backward_units(
         j: usize,
         n: usize,
     ) {
-        let d = load_n::<FULL>(dy, j, n) + load_n::<FULL>(dh, j, n);
-        let hv = load_n::<FULL>(h, j, n);
+        let d = V::load_n::<FULL>(dy, j, n) + V::load_n::<FULL>(dh, j, n);
+        let hv = V::load_n::<FULL>(h, j, n);
         let g = match act {
             Activation::Tanh => d * (V::splat(1.0) - hv * hv),
-            Activation::Relu => hv.simd_gt(V::ZERO).select(d, V::ZERO),
+            Activation::Relu => V::select(hv.gt(V::zero()), d, V::zero()),
         };
-        store_n::<FULL>(dh, j, n, d);
-        store_n::<FULL>(dpre, j, n, g);
+        V::store_n::<FULL>(dh, j, n, d);
+        V::store_n::<FULL>(dpre, j, n, g);
     }
     per_chunk!(units, |j, n| chunk(act, h, dy, dh, dpre, j, n));
+}
+
+dispatch! {
+    /// Vanilla RNN backward of one step: `dh = dy + dh` (the total gradient of h_t, kept for the
+    /// gradient-flow norm) and `dpre = dh * act'(h)`.
+    pub fn rnn_backward_units(act: Activation, h: &[f32], dy: &[f32], dh: &mut [f32], dpre: &mut [f32], units: Range<usize>) = rnn_backward_units_imp;
 }
 
 /// Scalar twin of [`rnn_backward_units`].
@@ -142,13 +164,13 @@ pub fn rnn_backward_units_scalar(
 
 /// The exponentials an LSTM step needs from its pre-activations `[i, f, g, o]`.
 #[inline(always)]
-fn lstm_exp_args(p: [V; 4]) -> [V; 4] {
+fn lstm_exp_args<V: Vf32>(p: [V; 4]) -> [V; 4] {
     [-p[0], -p[1], tanh_exp_arg(p[2]), -p[3]]
 }
 
 /// The activations `[i, f, g, o]` from the pre-activations and their exponentials.
 #[inline(always)]
-fn lstm_activations(p: [V; 4], e: [V; 4]) -> [V; 4] {
+fn lstm_activations<V: Vf32>(p: [V; 4], e: [V; 4]) -> [V; 4] {
     [
         sigmoid_from_exp(e[0]),
         sigmoid_from_exp(e[1]),
@@ -170,27 +192,32 @@ struct LstmChunk<const FULL: bool> {
 
 impl<const FULL: bool> LstmChunk<FULL> {
     #[inline(always)]
-    fn pre(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
-        std::array::from_fn(|g| {
+    fn pre<V: Vf32>(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
+        let mut pre = [V::zero(); 4];
+        for (g, p) in pre.iter_mut().enumerate() {
             let off = g * self.hidden;
-            load_n::<FULL>(gates, self.gate + off, self.n)
-                + load_n::<FULL>(bias, self.unit + off, self.n)
-        })
-    }
-
-    #[inline(always)]
-    fn cell(self, act: [V; 4], c_prev: &[f32]) -> V {
-        act[1].mul_add(load_n::<FULL>(c_prev, self.state, self.n), act[0] * act[2])
-    }
-
-    #[inline(always)]
-    fn put(self, out: &mut LstmForwardOut<'_>, act: [V; 4], cn: V, t: V) {
-        for (g, &a) in act.iter().enumerate() {
-            store_n::<FULL>(out.gates, self.gate + g * self.hidden, self.n, a);
+            *p = V::load_n::<FULL>(gates, self.gate + off, self.n)
+                + V::load_n::<FULL>(bias, self.unit + off, self.n);
         }
-        store_n::<FULL>(out.c, self.state, self.n, cn);
-        store_n::<FULL>(out.tc, self.state, self.n, t);
-        store_n::<FULL>(out.h, self.state, self.n, act[3] * t);
+        pre
+    }
+
+    #[inline(always)]
+    fn cell<V: Vf32>(self, act: [V; 4], c_prev: &[f32]) -> V {
+        act[1].mul_add(
+            V::load_n::<FULL>(c_prev, self.state, self.n),
+            act[0] * act[2],
+        )
+    }
+
+    #[inline(always)]
+    fn put<V: Vf32>(self, out: &mut LstmForwardOut<'_>, act: [V; 4], cn: V, t: V) {
+        for (g, &a) in act.iter().enumerate() {
+            V::store_n::<FULL>(out.gates, self.gate + g * self.hidden, self.n, a);
+        }
+        V::store_n::<FULL>(out.c, self.state, self.n, cn);
+        V::store_n::<FULL>(out.tc, self.state, self.n, t);
+        V::store_n::<FULL>(out.h, self.state, self.n, act[3] * t);
     }
 }
 
@@ -209,7 +236,7 @@ pub struct LstmForwardOut<'a> {
 
 /// One 16-unit chunk (`j`, `n` lanes) of `rows` rows, two rows at a time.
 #[inline(always)]
-fn lstm_forward_chunk<const FULL: bool>(
+fn lstm_forward_chunk<V: Vf32, const FULL: bool>(
     out: &mut LstmForwardOut<'_>,
     bias: &[f32],
     c_prev: &[f32],
@@ -226,9 +253,10 @@ fn lstm_forward_chunk<const FULL: bool>(
         n,
     };
     let mut r = 0;
-    while r + 2 <= rows {
+    // Two rows at a time (8 exponentials in flight) where the registers hold them.
+    while V::WIDE && r + 2 <= rows {
         let (k0, k1) = (at(r), at(r + 1));
-        let (p0, p1) = (k0.pre(out.gates, bias), k1.pre(out.gates, bias));
+        let (p0, p1) = (k0.pre::<V>(out.gates, bias), k1.pre::<V>(out.gates, bias));
         let (a0, a1) = (lstm_exp_args(p0), lstm_exp_args(p1));
         let e = exp_n([a0[0], a0[1], a0[2], a0[3], a1[0], a1[1], a1[2], a1[3]]);
         let act0 = lstm_activations(p0, [e[0], e[1], e[2], e[3]]);
@@ -239,24 +267,18 @@ fn lstm_forward_chunk<const FULL: bool>(
         k1.put(out, act1, c1, tanh_from_exp(c1, t1));
         r += 2;
     }
-    if r < rows {
+    while r < rows {
         let k0 = at(r);
-        let p0 = k0.pre(out.gates, bias);
+        let p0 = k0.pre::<V>(out.gates, bias);
         let act0 = lstm_activations(p0, exp_n(lstm_exp_args(p0)));
         let c0 = k0.cell(act0, c_prev);
         k0.put(out, act0, c0, tanh_v(c0));
+        r += 1;
     }
 }
 
-/// LSTM forward of one step for `rows` batch rows (laid out as [`LstmForwardOut`] says) and
-/// hidden units `units`.
-///
-/// On entry `out.gates` holds the products `W_ih x + W_hh h` of `[i | f | g | o]` and `bias` is
-/// `b_ih + b_hh` (`[4H]`); `c_prev` is laid out as `out.c`. On exit `out.gates` holds the
-/// activations, and `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc` are written. Rows are
-/// processed in pairs so that the dependency chains of two rows interleave (one row alone is
-/// latency-bound).
-pub fn lstm_forward_units(
+#[inline(always)]
+fn lstm_forward_units_imp<V: Vf32>(
     mut out: LstmForwardOut<'_>,
     bias: &[f32],
     c_prev: &[f32],
@@ -267,6 +289,18 @@ pub fn lstm_forward_units(
     per_chunk!(units, |j, n| lstm_forward_chunk(
         &mut out, bias, c_prev, hidden, rows, j, n
     ));
+}
+
+dispatch! {
+    /// LSTM forward of one step for `rows` batch rows (laid out as [`LstmForwardOut`] says) and
+    /// hidden units `units`.
+    ///
+    /// On entry `out.gates` holds the products `W_ih x + W_hh h` of `[i | f | g | o]` and `bias` is
+    /// `b_ih + b_hh` (`[4H]`); `c_prev` is laid out as `out.c`. On exit `out.gates` holds the
+    /// activations, and `c = f*c_prev + i*g`, `tc = tanh(c)` and `h = o*tc` are written. Rows are
+    /// processed in pairs so that the dependency chains of two rows interleave (one row alone is
+    /// latency-bound).
+    pub fn lstm_forward_units(out: LstmForwardOut<'_>, bias: &[f32], c_prev: &[f32], hidden: usize, rows: usize, units: Range<usize>) = lstm_forward_units_imp;
 }
 
 /// Scalar twin of [`lstm_forward_units`].
@@ -319,16 +353,15 @@ pub struct LstmBackwardOut<'a> {
     pub dgates: &'a mut [f32],
 }
 
-/// LSTM backward of one step of one batch row, hidden units `units` (see [`LstmBackwardIn`]
-/// and [`LstmBackwardOut`]).
-pub fn lstm_backward_units(
+#[inline(always)]
+fn lstm_backward_units_imp<V: Vf32>(
     inputs: LstmBackwardIn<'_>,
     mut out: LstmBackwardOut<'_>,
     hidden: usize,
     units: Range<usize>,
 ) {
     #[inline(always)]
-    fn chunk<const FULL: bool>(
+    fn chunk<V: Vf32, const FULL: bool>(
         inputs: LstmBackwardIn<'_>,
         out: &mut LstmBackwardOut<'_>,
         hidden: usize,
@@ -342,23 +375,36 @@ pub fn lstm_backward_units(
             dy,
         } = inputs;
         let LstmBackwardOut { dh, dc, dgates } = out;
-        let (ld, one) = (
-            |s: &[f32], at: usize| load_n::<FULL>(s, at, n),
-            V::splat(1.0),
-        );
+        macro_rules! ld {
+            ($s:expr, $at:expr) => {
+                V::load_n::<FULL>($s, $at, n)
+            };
+        }
+        let one = V::splat(1.0);
         let (ho, go, oo) = (hidden + j, 2 * hidden + j, 3 * hidden + j);
-        let (i, f, g, o) = (ld(gates, j), ld(gates, ho), ld(gates, go), ld(gates, oo));
-        let t = ld(tc, j);
-        let d = ld(dy, j) + ld(dh, j);
-        let dct = (d * o).mul_add(one - t * t, ld(dc, j));
-        store_n::<FULL>(dgates, j, n, dct * g * i * (one - i));
-        store_n::<FULL>(dgates, ho, n, dct * ld(c_prev, j) * f * (one - f));
-        store_n::<FULL>(dgates, go, n, dct * i * (one - g * g));
-        store_n::<FULL>(dgates, oo, n, d * t * o * (one - o));
-        store_n::<FULL>(dh, j, n, d);
-        store_n::<FULL>(dc, j, n, dct * f);
+        let (i, f, g, o) = (
+            ld!(gates, j),
+            ld!(gates, ho),
+            ld!(gates, go),
+            ld!(gates, oo),
+        );
+        let t = ld!(tc, j);
+        let d = ld!(dy, j) + ld!(dh, j);
+        let dct = (d * o).mul_add(one - t * t, ld!(dc, j));
+        V::store_n::<FULL>(dgates, j, n, dct * g * i * (one - i));
+        V::store_n::<FULL>(dgates, ho, n, dct * ld!(c_prev, j) * f * (one - f));
+        V::store_n::<FULL>(dgates, go, n, dct * i * (one - g * g));
+        V::store_n::<FULL>(dgates, oo, n, d * t * o * (one - o));
+        V::store_n::<FULL>(dh, j, n, d);
+        V::store_n::<FULL>(dc, j, n, dct * f);
     }
     per_chunk!(units, |j, n| chunk(inputs, &mut out, hidden, j, n));
+}
+
+dispatch! {
+    /// LSTM backward of one step of one batch row, hidden units `units` (see [`LstmBackwardIn`]
+    /// and [`LstmBackwardOut`]).
+    pub fn lstm_backward_units(inputs: LstmBackwardIn<'_>, out: LstmBackwardOut<'_>, hidden: usize, units: Range<usize>) = lstm_backward_units_imp;
 }
 
 /// Scalar twin of [`lstm_backward_units`].
@@ -405,28 +451,35 @@ struct GruChunk<const FULL: bool> {
 impl<const FULL: bool> GruChunk<FULL> {
     /// The pre-activations of r and z, the input part of n with its bias, and hn.
     #[inline(always)]
-    fn pre(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
-        let ld = |s: &[f32], at: usize| load_n::<FULL>(s, at, self.n);
-        let g = |k: usize| ld(gates, self.gate + k * self.hidden);
-        let b = |k: usize| ld(bias, self.unit + k * self.hidden);
-        [g(0) + b(0), g(1) + b(1), g(2) + b(2), g(3)]
+    fn pre<V: Vf32>(self, gates: &[f32], bias: &[f32]) -> [V; 4] {
+        macro_rules! at {
+            ($s:expr, $base:expr, $k:expr) => {
+                V::load_n::<FULL>($s, $base + $k * self.hidden, self.n)
+            };
+        }
+        [
+            at!(gates, self.gate, 0) + at!(bias, self.unit, 0),
+            at!(gates, self.gate, 1) + at!(bias, self.unit, 1),
+            at!(gates, self.gate, 2) + at!(bias, self.unit, 2),
+            at!(gates, self.gate, 3),
+        ]
     }
 
     /// r and z from their exponentials `e = [exp(-r_pre), exp(-z_pre)]`, and the argument of
     /// n's tanh, `W_in x + b_in + r * hn`.
     #[inline(always)]
-    fn gates(pre: [V; 4], e: [V; 2]) -> (V, V, V) {
+    fn gates<V: Vf32>(pre: [V; 4], e: [V; 2]) -> (V, V, V) {
         let (r, z) = (sigmoid_from_exp(e[0]), sigmoid_from_exp(e[1]));
         (r, z, r.mul_add(pre[3], pre[2]))
     }
 
     #[inline(always)]
-    fn put(self, out: &mut GruForwardOut<'_>, h_prev: &[f32], [r, z, n]: [V; 3]) {
-        let hp = load_n::<FULL>(h_prev, self.state, self.n);
+    fn put<V: Vf32>(self, out: &mut GruForwardOut<'_>, h_prev: &[f32], [r, z, n]: [V; 3]) {
+        let hp = V::load_n::<FULL>(h_prev, self.state, self.n);
         for (k, a) in [r, z, n].into_iter().enumerate() {
-            store_n::<FULL>(out.gates, self.gate + k * self.hidden, self.n, a);
+            V::store_n::<FULL>(out.gates, self.gate + k * self.hidden, self.n, a);
         }
-        store_n::<FULL>(out.h, self.state, self.n, z.mul_add(hp - n, n));
+        V::store_n::<FULL>(out.h, self.state, self.n, z.mul_add(hp - n, n));
     }
 }
 
@@ -443,7 +496,7 @@ pub struct GruForwardOut<'a> {
 
 /// One 16-unit chunk (`j`, `n` lanes) of `rows` GRU rows, two rows at a time.
 #[inline(always)]
-fn gru_forward_chunk<const FULL: bool>(
+fn gru_forward_chunk<V: Vf32, const FULL: bool>(
     out: &mut GruForwardOut<'_>,
     bias: &[f32],
     h_prev: &[f32],
@@ -460,9 +513,10 @@ fn gru_forward_chunk<const FULL: bool>(
         n,
     };
     let mut r = 0;
-    while r + 2 <= rows {
+    // Two rows at a time (8 exponentials in flight) where the registers hold them.
+    while V::WIDE && r + 2 <= rows {
         let (k0, k1) = (at(r), at(r + 1));
-        let (p0, p1) = (k0.pre(out.gates, bias), k1.pre(out.gates, bias));
+        let (p0, p1) = (k0.pre::<V>(out.gates, bias), k1.pre::<V>(out.gates, bias));
         let e = exp_n([-p0[0], -p0[1], -p1[0], -p1[1]]);
         let (r0, z0, a0) = GruChunk::<FULL>::gates(p0, [e[0], e[1]]);
         let (r1, z1, a1) = GruChunk::<FULL>::gates(p1, [e[2], e[3]]);
@@ -471,23 +525,18 @@ fn gru_forward_chunk<const FULL: bool>(
         k1.put(out, h_prev, [r1, z1, tanh_from_exp(a1, t1)]);
         r += 2;
     }
-    if r < rows {
+    while r < rows {
         let k0 = at(r);
-        let p0 = k0.pre(out.gates, bias);
+        let p0 = k0.pre::<V>(out.gates, bias);
         let [e0, e1] = exp_n([-p0[0], -p0[1]]);
         let (r0, z0, a0) = GruChunk::<FULL>::gates(p0, [e0, e1]);
         k0.put(out, h_prev, [r0, z0, tanh_v(a0)]);
+        r += 1;
     }
 }
 
-/// GRU forward of one step (PyTorch's definition) for `rows` batch rows (laid out as
-/// [`GruForwardOut`] says) and hidden units `units`.
-///
-/// `bias` is `[b_ir + b_hr | b_iz + b_hz | b_in]` (`[3H]`; b_hn is already in hn); `h_prev` is
-/// laid out as `out.h`. On exit `out.gates` holds `r = σ(.)`, `z = σ(.)`,
-/// `n = tanh(W_in x + b_in + r * hn)` and hn, and `h = n + z * (h_prev - n)` is written. Rows are
-/// processed in pairs, as in [`lstm_forward_units`].
-pub fn gru_forward_units(
+#[inline(always)]
+fn gru_forward_units_imp<V: Vf32>(
     mut out: GruForwardOut<'_>,
     bias: &[f32],
     h_prev: &[f32],
@@ -498,6 +547,17 @@ pub fn gru_forward_units(
     per_chunk!(units, |j, n| gru_forward_chunk(
         &mut out, bias, h_prev, hidden, rows, j, n
     ));
+}
+
+dispatch! {
+    /// GRU forward of one step (PyTorch's definition) for `rows` batch rows (laid out as
+    /// [`GruForwardOut`] says) and hidden units `units`.
+    ///
+    /// `bias` is `[b_ir + b_hr | b_iz + b_hz | b_in]` (`[3H]`; b_hn is already in hn); `h_prev` is
+    /// laid out as `out.h`. On exit `out.gates` holds `r = σ(.)`, `z = σ(.)`,
+    /// `n = tanh(W_in x + b_in + r * hn)` and hn, and `h = n + z * (h_prev - n)` is written. Rows are
+    /// processed in pairs, as in [`lstm_forward_units`].
+    pub fn gru_forward_units(out: GruForwardOut<'_>, bias: &[f32], h_prev: &[f32], hidden: usize, rows: usize, units: Range<usize>) = gru_forward_units_imp;
 }
 
 /// Scalar twin of [`gru_forward_units`].
@@ -550,18 +610,15 @@ pub struct GruBackwardOut<'a> {
     pub dgates_ih: &'a mut [f32],
 }
 
-/// GRU backward of one step of one batch row, hidden units `units` (see [`GruBackwardIn`] and
-/// [`GruBackwardOut`]): with `d = dy + dh`, `dn = d (1 - z) (1 - n²)`,
-/// `dz = d (h_prev - n) z (1 - z)`, `dr = dn hn r (1 - r)`, `dhn = dn r`, and `d z` towards
-/// h_{t-1}.
-pub fn gru_backward_units(
+#[inline(always)]
+fn gru_backward_units_imp<V: Vf32>(
     inputs: GruBackwardIn<'_>,
     mut out: GruBackwardOut<'_>,
     hidden: usize,
     units: Range<usize>,
 ) {
     #[inline(always)]
-    fn chunk<const FULL: bool>(
+    fn chunk<V: Vf32, const FULL: bool>(
         inputs: GruBackwardIn<'_>,
         out: &mut GruBackwardOut<'_>,
         hidden: usize,
@@ -575,30 +632,40 @@ pub fn gru_backward_units(
             dgates,
             dgates_ih,
         } = out;
-        let (ld, one) = (
-            |s: &[f32], at: usize| load_n::<FULL>(s, at, n),
-            V::splat(1.0),
-        );
+        macro_rules! ld {
+            ($s:expr, $at:expr) => {
+                V::load_n::<FULL>($s, $at, n)
+            };
+        }
+        let one = V::splat(1.0);
         let (zo, no) = (hidden + j, 2 * hidden + j);
         let (r, z, nv, hn) = (
-            ld(gates, j),
-            ld(gates, zo),
-            ld(gates, no),
-            ld(gates, 3 * hidden + j),
+            ld!(gates, j),
+            ld!(gates, zo),
+            ld!(gates, no),
+            ld!(gates, 3 * hidden + j),
         );
-        let d = ld(dy, j) + ld(dh, j);
+        let d = ld!(dy, j) + ld!(dh, j);
         let dn = d * (one - z) * (one - nv * nv);
-        let dz = d * (ld(h_prev, j) - nv) * z * (one - z);
+        let dz = d * (ld!(h_prev, j) - nv) * z * (one - z);
         let dr = dn * hn * r * (one - r);
         for (s, v) in [(&mut **dgates, dn * r), (&mut **dgates_ih, dn)] {
-            store_n::<FULL>(s, j, n, dr);
-            store_n::<FULL>(s, zo, n, dz);
-            store_n::<FULL>(s, no, n, v);
+            V::store_n::<FULL>(s, j, n, dr);
+            V::store_n::<FULL>(s, zo, n, dz);
+            V::store_n::<FULL>(s, no, n, v);
         }
-        store_n::<FULL>(d_out, j, n, d);
-        store_n::<FULL>(dh, j, n, d * z);
+        V::store_n::<FULL>(d_out, j, n, d);
+        V::store_n::<FULL>(dh, j, n, d * z);
     }
     per_chunk!(units, |j, n| chunk(inputs, &mut out, hidden, j, n));
+}
+
+dispatch! {
+    /// GRU backward of one step of one batch row, hidden units `units` (see [`GruBackwardIn`] and
+    /// [`GruBackwardOut`]): with `d = dy + dh`, `dn = d (1 - z) (1 - n²)`,
+    /// `dz = d (h_prev - n) z (1 - z)`, `dr = dn hn r (1 - r)`, `dhn = dn r`, and `d z` towards
+    /// h_{t-1}.
+    pub fn gru_backward_units(inputs: GruBackwardIn<'_>, out: GruBackwardOut<'_>, hidden: usize, units: Range<usize>) = gru_backward_units_imp;
 }
 
 /// Scalar twin of [`gru_backward_units`].

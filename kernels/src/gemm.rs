@@ -17,9 +17,10 @@
 //! ([`k_block`]) only where that measured faster here: when A is strided (the dGᵀ of the weight
 //! gradients: +20%) or K is deep (dG · W_hh of an LSTM with H = 1024: +9%).
 
+use crate::isa::dispatch;
 use crate::par::{split_range, Par, SyncPtr};
+use crate::simd::Vf32;
 pub use crate::simd::LANES;
-use crate::simd::V;
 
 /// Rows of A per microkernel tile.
 pub const MR: usize = 6;
@@ -224,13 +225,17 @@ struct Tile<'s> {
     accumulate: bool,
 }
 
-/// One R × NR tile: C (+)= A[R × k] · panel[k × NR].
+/// One R × (NVT · LANES) tile: C (+)= A[R × k] · vectors `v0..v0 + NVT` of the panel. With
+/// AVX-512 a tile is the whole panel (`NVT = NV`: 24 accumulators of 32 zmm registers), with
+/// AVX2 one vector of it (`NVT = 1`: 12 of 16 ymm); every element of C is the same `fma` chain
+/// over k either way.
 ///
 /// # Safety
 /// `a` is readable at `r * rsa + kk * csa` for r < R, kk < k; `panel` at `kk * NR + 0..NR`;
-/// `c` is readable and writable at `r * ldc + s.start + 0..s.width` for r < R and every span s.
+/// `c` is readable and writable at `r * ldc + s.start + 0..s.width` for r < R and every span s;
+/// `v0 + NVT <= NV`.
 #[inline(always)]
-unsafe fn tile<const R: usize>(t: Tile<'_>) {
+unsafe fn tile<V: Vf32, const R: usize, const NVT: usize>(t: Tile<'_>, v0: usize) {
     let Tile {
         k,
         a,
@@ -242,13 +247,16 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
         spans,
         accumulate,
     } = t;
-    let mut acc = [[V::ZERO; NV]; R];
+    let mut acc = [[V::zero(); NVT]; R];
     for kk in 0..k {
-        // SAFETY: kk < k, so the panel row and the A elements are in bounds (caller's contract).
+        // SAFETY: kk < k and v0 + NVT <= NV, so the panel row and the A elements are in bounds
+        // (caller's contract).
         unsafe {
-            let bp = panel.add(kk * NR);
-            let b: [V; NV] =
-                std::array::from_fn(|v| bp.add(v * LANES).cast::<V>().read_unaligned());
+            let bp = panel.add(kk * NR + v0 * LANES);
+            let mut b = [V::zero(); NVT];
+            for (v, bv) in b.iter_mut().enumerate() {
+                *bv = V::read(bp.add(v * LANES));
+            }
             for (r, acc_r) in acc.iter_mut().enumerate() {
                 let ar = V::splat(*a.add(r * rsa + kk * csa));
                 for (acc_rv, &bv) in acc_r.iter_mut().zip(&b) {
@@ -257,20 +265,16 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
             }
         }
     }
-    // By value: taking an accumulator's address (`as_array`) would keep `acc` in memory and
-    // cost one store per accumulator per k.
+    // By value: taking an accumulator's address would keep `acc` in memory and cost one store
+    // per accumulator per k.
     for (r, acc_r) in acc.into_iter().enumerate() {
-        for (s, x) in spans.iter().zip(acc_r) {
+        for (s, x) in spans[v0..v0 + NVT].iter().zip(acc_r) {
             // SAFETY: row r < R and columns inside the span (caller's contract).
             unsafe {
                 let cp = c.add(r * ldc + s.start);
                 if s.width == LANES {
-                    let y = if accumulate {
-                        x + cp.cast::<V>().read_unaligned()
-                    } else {
-                        x
-                    };
-                    cp.cast::<V>().write_unaligned(y);
+                    let y = if accumulate { x + V::read(cp) } else { x };
+                    y.write(cp);
                 } else {
                     for (l, &xl) in x.to_array()[..s.width].iter().enumerate() {
                         *cp.add(l) = if accumulate { xl + *cp.add(l) } else { xl };
@@ -281,21 +285,67 @@ unsafe fn tile<const R: usize>(t: Tile<'_>) {
     }
 }
 
-/// C[rows] (+)= A[rows × K] · B over every panel of `b`, on the calling thread, K in blocks of
-/// [`k_block`].
+/// One tile of `mr <= MR` rows over the whole panel: one call of [`tile`] where a vector is one
+/// register of 32 ([`Vf32::WIDE`]), else one per vector of the panel (empty spans skipped).
 ///
-/// The loop order is K block, panel, row tile; after the last K block of a tile,
-/// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot. By
-/// then every earlier panel of those rows is complete too, which is what lets a gate whose
-/// chunks straddle two panels (GRU, [`gate_panel_units`]) be finished after the second.
-/// `accumulate = false` overwrites C.
-pub fn packed_product(
+/// # Safety
+/// That of [`tile`] with R = `mr`.
+#[inline(always)]
+unsafe fn panel_tile<V: Vf32>(t: Tile<'_>, mr: usize) {
+    macro_rules! rows {
+        ($nvt:expr, $v0:expr) => {
+            // SAFETY: the caller's contract, for mr rows; $v0 + $nvt <= NV.
+            unsafe {
+                match mr {
+                    6 => tile::<V, 6, $nvt>(t, $v0),
+                    5 => tile::<V, 5, $nvt>(t, $v0),
+                    4 => tile::<V, 4, $nvt>(t, $v0),
+                    3 => tile::<V, 3, $nvt>(t, $v0),
+                    2 => tile::<V, 2, $nvt>(t, $v0),
+                    _ => tile::<V, 1, $nvt>(t, $v0),
+                }
+            }
+        };
+    }
+    if V::WIDE {
+        rows!(NV, 0);
+    } else {
+        for v0 in 0..NV {
+            if t.spans[v0].width > 0 {
+                rows!(1, v0);
+            }
+        }
+    }
+}
+
+dispatch! {
+    /// C[rows] (+)= A[rows × K] · B over every panel of `b`, on the calling thread, K in blocks of
+    /// [`k_block`].
+    ///
+    /// The loop order is K block, panel, row tile; after the last K block of a tile,
+    /// `epilogue(c, panel, r0, mr)` runs on rows `r0..r0 + mr` of that panel while they are hot. By
+    /// then every earlier panel of those rows is complete too, which is what lets a gate whose
+    /// chunks straddle two panels (GRU, [`gate_panel_units`]) be finished after the second.
+    /// `accumulate = false` overwrites C.
+    pub fn packed_product<E: FnMut(&mut [f32], usize, usize, usize)>(
+        rows: usize,
+        a: Mat<'_>,
+        b: &PackedB,
+        c: MatMut<'_>,
+        accumulate: bool,
+        epilogue: E,
+    ) = product;
+}
+
+/// [`packed_product`] on vectors `V` (the epilogue calls dispatched gate functions itself).
+#[inline(always)]
+fn product<V: Vf32, E: FnMut(&mut [f32], usize, usize, usize)>(
     rows: usize,
     a: Mat<'_>,
     b: &PackedB,
     c: MatMut<'_>,
     accumulate: bool,
-    mut epilogue: impl FnMut(&mut [f32], usize, usize, usize),
+    mut epilogue: E,
 ) {
     let MatMut { data: c, ld: ldc } = c;
     let k = b.k;
@@ -331,16 +381,7 @@ pub fn packed_product(
                 };
                 // SAFETY: the asserts above bound A (rows × k) and C (rows × c_end); panel p
                 // holds k packed rows of NR columns, of which this block reads k0..k1.
-                unsafe {
-                    match mr {
-                        6 => tile::<6>(t),
-                        5 => tile::<5>(t),
-                        4 => tile::<4>(t),
-                        3 => tile::<3>(t),
-                        2 => tile::<2>(t),
-                        _ => tile::<1>(t),
-                    }
-                }
+                unsafe { panel_tile::<V>(t, mr) }
                 if kb + 1 == k_blocks {
                     epilogue(c, p, r0, mr);
                 }

@@ -1,6 +1,10 @@
 //! gradlab-kernels: the compute of gradlab, on slices, with no I/O.
 //!
-//! - [`simd`]: `exp`, `tanh`, `sigmoid`, `axpy`, `scale`, `dot` on `f32x16`, each with a scalar twin;
+//! - [`isa`]: the instruction set the kernels run on (AVX-512, AVX2 + FMA or portable), chosen
+//!   once at run time, and the dispatcher into each kernel's copy for it; [`vec`]: the 16-lane
+//!   vector of each, on which every kernel is written;
+//! - [`simd`]: `exp`, `tanh`, `sigmoid`, `axpy`, `scale`, `dot` on 16-lane vectors, each with a
+//!   scalar twin;
 //! - [`gates`]: the element-wise RNN/LSTM/GRU gate math of one step, forward and backward;
 //! - [`norm`]: overflow-safe global L2 norm, clipping by global norm and by value;
 //! - [`gemm`]: `matrixmultiply` for large products and a packed microkernel for the recurrent one;
@@ -24,6 +28,7 @@ pub mod bench;
 mod cpu;
 pub mod gates;
 pub mod gemm;
+pub mod isa;
 pub mod norm;
 pub mod omega;
 mod par;
@@ -31,34 +36,22 @@ pub mod reference;
 pub mod rng;
 pub mod rnn;
 pub mod simd;
+pub mod vec;
 
 pub use cpu::{compiled_features, missing_cpu_features, portable_build_hint};
 pub use gates::Activation;
 pub use par::Par;
 pub use rnn::{Cell, StackShape};
 
-/// The SIMD instruction set this build uses, fixed at compile time by the target features
-/// (`-C target-cpu=...`), e.g. `avx512f+fma (f32x16 in zmm)`.
+/// The instruction set the kernels run on, with how they use it, for the record of every
+/// result, e.g. `avx512 (avx512f+fma, f32x16 in zmm, 6x64 tiles)`: chosen at run time
+/// ([`isa::isa`]).
 pub fn isa() -> &'static str {
-    if cfg!(all(target_feature = "avx512f", target_feature = "fma")) {
-        "avx512f+fma (f32x16 in zmm)"
-    } else if cfg!(target_feature = "avx512f") {
-        "avx512f (f32x16 in zmm, no fma)"
-    } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
-        "avx2+fma (f32x16 as 2 ymm)"
-    } else if cfg!(target_feature = "avx") {
-        "avx (f32x16 as 2 ymm, no fma)"
-    } else if cfg!(target_feature = "sse2") {
-        "sse2 (f32x16 as 4 xmm, no fma)"
-    } else if cfg!(target_arch = "aarch64") {
-        "neon (f32x16 as 4 q registers)"
-    } else {
-        "scalar fallback"
-    }
+    isa::isa().describe()
 }
 
 /// The SIMD features of the CPU this process runs on (detected at run time), for the record
-/// of where results were computed; [`isa`] is what the build uses.
+/// of where results were computed; [`isa`] is what the kernels use.
 pub fn cpu_features() -> Vec<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {

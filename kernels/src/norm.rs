@@ -5,10 +5,14 @@
 //! the norm of any finite f32 data is exact to f64 rounding. The accumulation uses `LANES`
 //! independent sums combined in a fixed order, so the result does not depend on threads.
 
-use crate::simd::{load, store, LANES, V};
+use crate::isa::dispatch;
+use crate::simd::{Vf32, LANES};
 
-/// Σ x², accumulated in f64 over `LANES` partial sums added in lane order.
-pub fn sum_squares(x: &[f32]) -> f64 {
+/// Σ x² in plain Rust, which the compiler vectorizes for each instruction set (`V` only picks
+/// the copy: the order of the sums is fixed here).
+#[inline(always)]
+#[allow(clippy::extra_unused_type_parameters)] // `V` selects the dispatched copy
+fn sum_squares_imp<V: Vf32>(x: &[f32]) -> f64 {
     let mut acc = [0.0f64; LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
@@ -22,6 +26,11 @@ pub fn sum_squares(x: &[f32]) -> f64 {
         *a += v * v;
     }
     acc.iter().sum()
+}
+
+dispatch! {
+    /// Σ x², accumulated in f64 over `LANES` partial sums added in lane order.
+    pub fn sum_squares(x: &[f32]) -> f64 = sum_squares_imp;
 }
 
 /// Scalar twin of [`sum_squares`]: one sequential f64 sum.
@@ -103,6 +112,24 @@ pub fn clip_global_norm(slices: &mut [&mut [f32]], max_norm: f32) -> ClipOutcome
     }
 }
 
+#[inline(always)]
+fn clip_value_imp<V: Vf32>(x: &mut [f32], max_abs: f32) -> usize {
+    let (hi, lo) = (V::splat(max_abs), V::splat(-max_abs));
+    let mut changed = 0;
+    for off in (0..x.len()).step_by(LANES) {
+        let n = LANES.min(x.len() - off);
+        let v = V::load(x, off, n);
+        let (above, below) = (v.gt(hi), v.lt(lo));
+        changed += V::mask_count(V::mask_or(above, below)) as usize;
+        V::store(x, off, n, V::select(below, lo, V::select(above, hi, v)));
+    }
+    changed
+}
+
+dispatch! {
+    fn clip_value_dispatched(x: &mut [f32], max_abs: f32) -> usize = clip_value_imp;
+}
+
 /// Clamps every element to [-τ, τ] (NaN stays NaN); returns how many elements were changed.
 ///
 /// # Panics
@@ -112,17 +139,7 @@ pub fn clip_value(x: &mut [f32], max_abs: f32) -> usize {
         max_abs.is_finite() && max_abs > 0.0,
         "clip threshold must be finite and > 0, got {max_abs}"
     );
-    let (hi, lo) = (V::splat(max_abs), V::splat(-max_abs));
-    let mut changed = 0;
-    for off in (0..x.len()).step_by(LANES) {
-        let n = LANES.min(x.len() - off);
-        let v = load(x, off, n);
-        let above = v.simd_gt(hi);
-        let below = v.simd_lt(lo);
-        changed += (above | below).to_bitmask().count_ones() as usize;
-        store(x, off, n, below.select(lo, above.select(hi, v)));
-    }
-    changed
+    clip_value_dispatched(x, max_abs)
 }
 
 /// Scalar twin of [`clip_value`].

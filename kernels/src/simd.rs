@@ -1,83 +1,23 @@
-//! SIMD primitives on `f32x16` and their scalar twins: `exp`, `tanh`, `sigmoid`, `axpy`, `scale`,
-//! `dot`.
+//! SIMD primitives on 16-lane vectors and their scalar twins: `exp`, `tanh`, `sigmoid`, `axpy`,
+//! `scale`, `dot`.
 //!
 //! Every vector function has a scalar twin that performs the *same* sequence of IEEE operations
-//! (including whether a multiply-add is fused), so the element-wise kernels and their twins agree
-//! bit for bit; the tests check exactly that. The instruction set is chosen at compile time by
-//! `wide` from the enabled target features (`target-cpu=native` by default, see the README):
-//! AVX-512F uses one zmm register per `V`, AVX2 two ymm registers.
+//! (every multiply-add fused), so the element-wise kernels and their twins agree bit for bit; the
+//! tests check exactly that. The vector functions are generic over [`Vf32`] and the slice
+//! functions dispatch on the instruction set chosen at run time ([`crate::isa`]).
 //!
 //! Accuracy (checked in the tests against f64 on a dense grid of [-30, 30]): `exp` within 2 ulp
 //! relative in its normal range, `tanh` and `sigmoid` within 3e-7 absolute. `exp` returns +inf
 //! above ln(f32::MAX) and 0 below ln(f32::MIN_POSITIVE) (no subnormal results); `tanh(±inf) = ±1`,
 //! `sigmoid(+inf) = 1`, `sigmoid(-inf) = 0` exactly; NaN propagates.
 
-use std::array::from_fn;
+use crate::isa::dispatch;
+pub use crate::vec::{Vf32, LANES};
 
-use wide::{f32x16, i32x16};
-
-/// The vector type of every kernel.
-pub type V = f32x16;
-/// Lanes of [`V`].
-pub const LANES: usize = 16;
-
-/// Whether `mul_add` rounds once. Scalar twins follow `wide`, which fuses when FMA is enabled.
-pub const FUSED_MUL_ADD: bool = cfg!(any(target_feature = "fma", target_arch = "aarch64"));
-
-/// `a * b + c`, rounded exactly as [`V::mul_add`] rounds it.
+/// `a * b + c` rounded once, as every vector multiply-add rounds it.
 #[inline(always)]
 pub fn fmadd(a: f32, b: f32, c: f32) -> f32 {
-    if FUSED_MUL_ADD {
-        a.mul_add(b, c)
-    } else {
-        a * b + c
-    }
-}
-
-/// Loads `n <= LANES` values from `s[off..]`, padding with zeros.
-#[inline(always)]
-pub fn load(s: &[f32], off: usize, n: usize) -> V {
-    if n == LANES {
-        load_n::<true>(s, off, n)
-    } else {
-        load_n::<false>(s, off, n)
-    }
-}
-
-/// [`load`] with the full/partial decision made at compile time: hot loops decide once per
-/// chunk, so their full-vector body has no branch and no call (a call clobbers every vector
-/// register and forces spills even when it is not taken).
-#[inline(always)]
-pub fn load_n<const FULL: bool>(s: &[f32], off: usize, n: usize) -> V {
-    if FULL {
-        V::new(s[off..off + LANES].try_into().unwrap())
-    } else {
-        let mut a = [0.0; LANES];
-        a[..n].copy_from_slice(&s[off..off + n]);
-        V::new(a)
-    }
-}
-
-/// Stores the first `n <= LANES` lanes of `v` to `s[off..]`.
-#[inline(always)]
-pub fn store(s: &mut [f32], off: usize, n: usize, v: V) {
-    if n == LANES {
-        store_n::<true>(s, off, n, v)
-    } else {
-        store_n::<false>(s, off, n, v)
-    }
-}
-
-/// [`store`] with the full/partial decision made at compile time (see [`load_n`]).
-#[inline(always)]
-pub fn store_n<const FULL: bool>(s: &mut [f32], off: usize, n: usize, v: V) {
-    if FULL {
-        // A constant length compiles to one vector store (a runtime one calls memmove).
-        let dst: &mut [f32; LANES] = (&mut s[off..off + LANES]).try_into().unwrap();
-        *dst = v.to_array();
-    } else {
-        s[off..off + n].copy_from_slice(&v.to_array()[..n]);
-    }
+    a.mul_add(b, c)
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -107,35 +47,45 @@ const TANH_P: [f32; 5] = [
     -3.333_328e-1,
 ];
 
+/// `[e(0), ..., e(R - 1)]` (with `$r` the index) by a plain loop, the expression written out in
+/// it: a closure (or `std::array::from_fn`) would be compiled as a function of its own without
+/// the dispatched kernel's target features, and call every intrinsic instead of inlining it.
+macro_rules! lanes {
+    (|$r:ident| $e:expr) => {{
+        let mut out = [V::zero(); R];
+        for ($r, o) in out.iter_mut().enumerate() {
+            *o = $e;
+        }
+        out
+    }};
+}
+
 /// e^x for every lane of `R` vectors (see the module docs for range and accuracy).
 ///
 /// Each step is applied to all `R` vectors before the next, so `R` independent dependency chains
 /// interleave in the instruction stream: one chain alone is latency-bound (about 3x slower).
 #[inline(always)]
-pub fn exp_n<const R: usize>(x: [V; R]) -> [V; R] {
-    let k: [V; R] = from_fn(|r| x[r].mul_add(V::splat(LOG2E), V::splat(0.5)).floor());
+pub fn exp_n<V: Vf32, const R: usize>(x: [V; R]) -> [V; R] {
+    let k = lanes!(|r| x[r].mul_add(V::splat(LOG2E), V::splat(0.5)).floor());
     // k can reach 128 just below EXP_HI; scale by 2^(k-1) * 2 there so 2^k stays representable.
-    let top: [V; R] = from_fn(|r| k[r].simd_gt(V::splat(127.0)) & V::splat(1.0));
-    let red: [V; R] = from_fn(|r| (-k[r]).mul_add(V::splat(LN2_HI), x[r]));
-    let red: [V; R] = from_fn(|r| (-k[r]).mul_add(V::splat(LN2_LO), red[r]));
+    let top = lanes!(|r| V::mask_one(k[r].gt(V::splat(127.0))));
+    let red = lanes!(|r| (-k[r]).mul_add(V::splat(LN2_HI), x[r]));
+    let red = lanes!(|r| (-k[r]).mul_add(V::splat(LN2_LO), red[r]));
     let mut p = [V::splat(EXP_P[0]); R];
     for &c in &EXP_P[1..] {
-        p = from_fn(|r| p[r].mul_add(red[r], V::splat(c)));
+        p = lanes!(|r| p[r].mul_add(red[r], V::splat(c)));
     }
-    let p: [V; R] = from_fn(|r| p[r].mul_add(red[r] * red[r], red[r]) + V::splat(1.0));
-    from_fn(|r| {
-        let bits: i32x16 = ((k[r] - top[r]).round_int() + i32x16::splat(127)) << 23;
-        let y = p[r] * wide::bytemuck::cast::<i32x16, V>(bits) * (V::splat(1.0) + top[r]);
-        let y = x[r]
-            .simd_gt(V::splat(EXP_HI))
-            .select(V::splat(f32::INFINITY), y);
-        x[r].simd_lt(V::splat(EXP_LO)).select(V::ZERO, y)
+    let p = lanes!(|r| p[r].mul_add(red[r] * red[r], red[r]) + V::splat(1.0));
+    lanes!(|r| {
+        let y = p[r] * V::pow2i(k[r] - top[r]) * (V::splat(1.0) + top[r]);
+        let y = V::select(x[r].gt(V::splat(EXP_HI)), V::splat(f32::INFINITY), y);
+        V::select(x[r].lt(V::splat(EXP_LO)), V::zero(), y)
     })
 }
 
 /// e^x for every lane.
 #[inline(always)]
-pub fn exp_v(x: V) -> V {
+pub fn exp_v<V: Vf32>(x: V) -> V {
     exp_n([x])[0]
 }
 
@@ -151,9 +101,7 @@ pub fn exp_s(x: f32) -> f32 {
         p = fmadd(p, r, c);
     }
     let p = fmadd(p, r * r, r) + 1.0;
-    // `as` saturates and maps NaN to 0, as `round_int` does; the exponent stays in [-126, 127].
-    let bits = (((k - top) as i32).wrapping_add(127) as u32) << 23;
-    let y = p * f32::from_bits(bits) * (1.0 + top);
+    let y = p * crate::vec::pow2i_scalar(k - top) * (1.0 + top);
     if x > EXP_HI {
         f32::INFINITY
     } else if x < EXP_LO {
@@ -165,13 +113,13 @@ pub fn exp_s(x: f32) -> f32 {
 
 /// Logistic sigmoid from `e = exp(-x)`: 1 / (1 + e).
 #[inline(always)]
-pub fn sigmoid_from_exp(e: V) -> V {
+pub fn sigmoid_from_exp<V: Vf32>(e: V) -> V {
     V::splat(1.0) / (V::splat(1.0) + e)
 }
 
 /// Logistic sigmoid 1 / (1 + e^-x).
 #[inline(always)]
-pub fn sigmoid_v(x: V) -> V {
+pub fn sigmoid_v<V: Vf32>(x: V) -> V {
     sigmoid_from_exp(exp_v(-x))
 }
 
@@ -183,7 +131,7 @@ pub fn sigmoid_s(x: f32) -> f32 {
 
 /// The argument of the exponential that [`tanh_from_exp`] needs: 2|x|.
 #[inline(always)]
-pub fn tanh_exp_arg(x: V) -> V {
+pub fn tanh_exp_arg<V: Vf32>(x: V) -> V {
     let ax = x.abs();
     ax + ax
 }
@@ -191,7 +139,7 @@ pub fn tanh_exp_arg(x: V) -> V {
 /// Hyperbolic tangent from `e = exp(2|x|)`: an odd polynomial for |x| < 0.625, and
 /// sign(x) (1 - 2 / (e + 1)) elsewhere.
 #[inline(always)]
-pub fn tanh_from_exp(x: V, e: V) -> V {
+pub fn tanh_from_exp<V: Vf32>(x: V, e: V) -> V {
     let z = x * x;
     let mut p = V::splat(TANH_P[0]);
     for &c in &TANH_P[1..] {
@@ -199,13 +147,12 @@ pub fn tanh_from_exp(x: V, e: V) -> V {
     }
     let small = (p * z).mul_add(x, x);
     let large = V::splat(1.0) - V::splat(2.0) / (e + V::splat(1.0));
-    let large = large | (x & V::splat(-0.0));
-    x.abs().simd_lt(V::splat(TANH_SMALL)).select(small, large)
+    V::select(x.abs().lt(V::splat(TANH_SMALL)), small, large.or_sign_of(x))
 }
 
 /// Hyperbolic tangent.
 #[inline(always)]
-pub fn tanh_v(x: V) -> V {
+pub fn tanh_v<V: Vf32>(x: V) -> V {
     tanh_from_exp(x, exp_v(tanh_exp_arg(x)))
 }
 
@@ -228,46 +175,88 @@ pub fn tanh_s(x: f32) -> f32 {
 
 /// Applies a vector function to a slice in place, `LANES` at a time, the tail zero-padded.
 #[inline(always)]
-fn map_v(xs: &mut [f32], f: impl Fn(V) -> V) {
+fn map_v<V: Vf32>(xs: &mut [f32], f: impl Fn(V) -> V) {
     for off in (0..xs.len()).step_by(LANES) {
         let n = LANES.min(xs.len() - off);
-        store(xs, off, n, f(load(xs, off, n)));
+        V::store(xs, off, n, f(V::load(xs, off, n)));
     }
 }
 
-/// `xs[i] = exp(xs[i])`.
-pub fn exp_inplace(xs: &mut [f32]) {
-    map_v(xs, exp_v)
+#[inline(always)]
+fn exp_slice<V: Vf32>(xs: &mut [f32]) {
+    map_v::<V>(xs, exp_v)
+}
+#[inline(always)]
+fn tanh_slice<V: Vf32>(xs: &mut [f32]) {
+    map_v::<V>(xs, tanh_v)
+}
+#[inline(always)]
+fn sigmoid_slice<V: Vf32>(xs: &mut [f32]) {
+    map_v::<V>(xs, sigmoid_v)
+}
+#[inline(always)]
+fn scale_slice<V: Vf32>(alpha: f32, xs: &mut [f32]) {
+    let a = V::splat(alpha);
+    for off in (0..xs.len()).step_by(LANES) {
+        let n = LANES.min(xs.len() - off);
+        V::store(xs, off, n, V::load(xs, off, n) * a);
+    }
+}
+
+#[inline(always)]
+fn axpy_slice<V: Vf32>(alpha: f32, x: &[f32], y: &mut [f32]) {
+    let a = V::splat(alpha);
+    for off in (0..y.len()).step_by(LANES) {
+        let n = LANES.min(y.len() - off);
+        V::store(y, off, n, a.mul_add(V::load(x, off, n), V::load(y, off, n)));
+    }
+}
+
+#[inline(always)]
+fn dot_slice<V: Vf32>(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = V::zero();
+    for off in (0..x.len()).step_by(LANES) {
+        let n = LANES.min(x.len() - off);
+        acc = V::load(x, off, n).mul_add(V::load(y, off, n), acc);
+    }
+    acc.sum_lanes()
+}
+
+dispatch! {
+    /// `xs[i] = exp(xs[i])`.
+    pub fn exp_inplace(xs: &mut [f32]) = exp_slice;
 }
 /// Scalar twin of [`exp_inplace`].
 pub fn exp_inplace_scalar(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = exp_s(*x))
 }
-/// `xs[i] = tanh(xs[i])`.
-pub fn tanh_inplace(xs: &mut [f32]) {
-    map_v(xs, tanh_v)
+dispatch! {
+    /// `xs[i] = tanh(xs[i])`.
+    pub fn tanh_inplace(xs: &mut [f32]) = tanh_slice;
 }
 /// Scalar twin of [`tanh_inplace`].
 pub fn tanh_inplace_scalar(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = tanh_s(*x))
 }
-/// `xs[i] = sigmoid(xs[i])`.
-pub fn sigmoid_inplace(xs: &mut [f32]) {
-    map_v(xs, sigmoid_v)
+dispatch! {
+    /// `xs[i] = sigmoid(xs[i])`.
+    pub fn sigmoid_inplace(xs: &mut [f32]) = sigmoid_slice;
 }
 /// Scalar twin of [`sigmoid_inplace`].
 pub fn sigmoid_inplace_scalar(xs: &mut [f32]) {
     xs.iter_mut().for_each(|x| *x = sigmoid_s(*x))
 }
 
+dispatch! {
+    fn axpy_dispatched(alpha: f32, x: &[f32], y: &mut [f32]) = axpy_slice;
+}
 /// `y += alpha * x`.
+///
+/// # Panics
+/// If `x` and `y` differ in length.
 pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     assert_eq!(x.len(), y.len(), "axpy: x and y differ in length");
-    let a = V::splat(alpha);
-    for off in (0..y.len()).step_by(LANES) {
-        let n = LANES.min(y.len() - off);
-        store(y, off, n, a.mul_add(load(x, off, n), load(y, off, n)));
-    }
+    axpy_dispatched(alpha, x, y)
 }
 /// Scalar twin of [`axpy`].
 pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
@@ -277,24 +266,25 @@ pub fn axpy_scalar(alpha: f32, x: &[f32], y: &mut [f32]) {
         .for_each(|(y, &x)| *y = fmadd(alpha, x, *y));
 }
 
-/// `x *= alpha`.
-pub fn scale(alpha: f32, x: &mut [f32]) {
-    map_v(x, |v| v * V::splat(alpha))
+dispatch! {
+    /// `x *= alpha`.
+    pub fn scale(alpha: f32, x: &mut [f32]) = scale_slice;
 }
 /// Scalar twin of [`scale`].
 pub fn scale_scalar(alpha: f32, x: &mut [f32]) {
     x.iter_mut().for_each(|x| *x *= alpha)
 }
 
+dispatch! {
+    fn dot_dispatched(x: &[f32], y: &[f32]) -> f32 = dot_slice;
+}
 /// Dot product, accumulated in `LANES` partial sums that are added in lane order.
+///
+/// # Panics
+/// If `x` and `y` differ in length.
 pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     assert_eq!(x.len(), y.len(), "dot: x and y differ in length");
-    let mut acc = V::ZERO;
-    for off in (0..x.len()).step_by(LANES) {
-        let n = LANES.min(x.len() - off);
-        acc = load(x, off, n).mul_add(load(y, off, n), acc);
-    }
-    acc.as_array().iter().sum()
+    dot_dispatched(x, y)
 }
 /// Scalar twin of [`dot`]: a plain sequential sum (so it differs from [`dot`] by rounding only).
 pub fn dot_scalar(x: &[f32], y: &[f32]) -> f32 {
