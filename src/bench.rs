@@ -153,7 +153,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let isa = gradlab_kernels::isa();
     if !args.json {
         println!("gradlab bench: forward+backward, f32, {threads} thread(s), isa {isa}, median of {repeats} runs");
-        println!("reference: 1024^3 sgemm (matrixmultiply) and this build's FMA peak loop on the same threads,");
+        println!("reference: 1024^3 sgemm (matrixmultiply) and the kernels' FMA peak loop (their instruction set) on the same threads,");
         println!("timed in turn with each shape\n");
         println!("| shape | T | B | I | H | L | ms | GFLOP/s | sgemm GFLOP/s | % sgemm | peak GFLOP/s | % peak |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -229,7 +229,7 @@ fn train(args: &BenchArgs, repeats: usize, cores: usize) -> Result<()> {
     let isa = gradlab_kernels::isa();
     if !args.json {
         println!("gradlab bench --train: whole runs (default diagnostics and evaluations), isa {isa}, median of {repeats} runs");
-        println!("peak: this build's FMA loop on the case's threads; phases in % of the run's wall time\n");
+        println!("peak: the kernels' FMA loop (their instruction set) on the case's threads; phases in % of the run's wall time\n");
         println!("| case | threads | updates | s | updates/s | fwd+bwd GFLOP/s | % peak | fwd+bwd | norms | diagnostics | spectrum | clip+optimizer | evaluation | batches+other | final loss |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
